@@ -1,0 +1,42 @@
+"""Test and lint sessions. ``nox`` runs both; CI runs exactly that.
+
+Every install goes through constraints.txt, which pins the tested torch (a
+CPU build) so that a fresh machine never pulls a multi-GB CUDA build.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+CONSTRAINTS = ("-c", "constraints.txt")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The CPU test suite with branch coverage; fails under 95%."""
+    session.install(*CONSTRAINTS, "-e", ".[test]")
+    session.run(
+        "pytest",
+        "--cov=repro_ctx",
+        "--cov-report=term-missing:skip-covered",
+        "--cov-fail-under=95",
+        *session.posargs,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict."""
+    session.install(*CONSTRAINTS, "-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("mypy", "--strict", "repro_ctx")
+
+
+@nox.session
+def cuda(session: nox.Session) -> None:
+    """The CUDA tests (tests/cuda/), on a machine with a GPU and its torch."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/cuda", "-m", "cuda", *session.posargs)

@@ -1,0 +1,222 @@
+"""Accelerator generators: CUDA and XPU (lazily initialised) and MPS.
+
+CUDA's rules, which XPU shares (see shared FACTS):
+
+* Reading a CUDA generator initialises CUDA, so an uninitialised device is
+  never read. Its seeding is *queued* instead: torch keeps pending seeds in
+  ``_lazy_seed_tracker`` and runs them when CUDA first initialises.
+* A scope entered while CUDA is uninitialised installs its own tracker in
+  front of the one it found. If CUDA first initialises inside the scope, that
+  tracker runs the displaced pending seeds, records the resulting state (what
+  the program would have had without the scope), then applies the scope's
+  seed. Exit restores the recorded state. If CUDA is still uninitialised at
+  exit, the displaced tracker goes back, so nothing of the scope stays queued.
+* In a forked child of a CUDA parent, CUDA is unusable and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._source import Plan
+
+_UNUSABLE: Final = "unusable"
+
+
+def _tracker_base(torch: Any) -> type:
+    base = getattr(getattr(torch, "_utils", None), "_LazySeedTracker", None)
+    return base if isinstance(base, type) else object
+
+
+@dataclass(frozen=True, eq=False)
+class Pending:
+    """Snapshot of an uninitialised device: the tracker installed at capture."""
+
+    tracker: Any
+    queued: int
+
+
+@dataclass(frozen=True, eq=False)
+class Initialised:
+    """Snapshot of an initialised device: one state per device."""
+
+    states: tuple[Any, ...]
+
+
+class LazyDeviceSource:
+    """``torch.cuda`` or ``torch.xpu`` generators, one per device."""
+
+    def __init__(self, torch: Any, module: Any, name: str) -> None:
+        self.name = name
+        self._module = module
+        # tracker -> the device states its pending calls produce, recorded when
+        # one of our trackers ran them during initialisation.
+        self._results: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tracker_type = _make_scope_tracker(_tracker_base(torch))
+
+    def _generators(self) -> tuple[Any, ...]:
+        return tuple(self._module.default_generators)
+
+    def capture(self) -> object:
+        module = self._module
+        if module._is_in_bad_fork():
+            return _UNUSABLE
+        if module.is_initialized():
+            return Initialised(tuple([g.get_state() for g in self._generators()]))
+        return Pending(module._lazy_seed_tracker, len(module._queued_calls))
+
+    def seed(self, snapshot: object, plan: Plan) -> None:
+        if plan.seed is None or snapshot is _UNUSABLE:
+            return
+        seed = plan.seed
+        if isinstance(snapshot, Initialised):
+            for generator in self._generators():
+                generator.manual_seed(seed)
+            return
+        assert isinstance(snapshot, Pending)
+        self._module._lazy_seed_tracker = self._tracker_type(self, snapshot.tracker, seed)
+
+    def restore(self, snapshot: object) -> None:
+        if snapshot is _UNUSABLE:
+            return
+        module = self._module
+        if isinstance(snapshot, Initialised):
+            if module.is_initialized():
+                for generator, state in zip(self._generators(), snapshot.states):
+                    generator.set_state(state)
+            return
+        assert isinstance(snapshot, Pending)
+        if not module.is_initialized():
+            module._lazy_seed_tracker = snapshot.tracker
+            _drop_rng_calls_since(module._queued_calls, snapshot.queued)
+            return
+        states = self.states_after(snapshot.tracker)
+        if states is not None:
+            for generator, state in zip(self._generators(), states):
+                generator.set_state(state)
+
+    def states_after(self, tracker: Any) -> tuple[Any, ...] | None:
+        """The states initialisation gives when ``tracker`` holds the pending seeds.
+
+        Known for our own trackers (their seed overwrites every device) and
+        for any tracker one of ours ran during initialisation; otherwise
+        ``None``: those seeds ran outside any scope and nothing must change.
+        """
+        if isinstance(tracker, self._tracker_type):
+            return tracker.replay()
+        return self._results.get(tracker)
+
+    def record(self, tracker: Any) -> None:
+        self._results[tracker] = tuple([g.get_state() for g in self._generators()])
+
+    def seed_all(self, seed: int) -> None:
+        for generator in self._generators():
+            generator.manual_seed(seed)
+
+    def describe(self) -> dict[str, object]:
+        module = self._module
+        return {
+            "initialised": bool(module.is_initialized()),
+            "devices": int(module.device_count()),
+            "in bad fork": bool(module._is_in_bad_fork()),
+        }
+
+
+def _drop_rng_calls_since(queued: list[Any], start: int) -> None:
+    """Remove RNG calls (``torch.<device>.random``) queued at or after ``start``."""
+    keep = [
+        entry for entry in queued[start:]
+        if not getattr(entry[0], "__module__", "").endswith(".random")
+    ]
+    del queued[start:]
+    queued.extend(keep)
+
+
+def _make_scope_tracker(base: type) -> type:
+    class ScopeSeedTracker(base):  # type: ignore[misc, valid-type]
+        """Pending seeds of one scope, run after the seeds it displaced."""
+
+        def __init__(self, source: LazyDeviceSource, displaced: Any, seed: int) -> None:
+            if base is not object:
+                super().__init__()
+            self.manual_seed_all_cb: Any = getattr(self, "manual_seed_all_cb", None)
+            self.manual_seed_cb: Any = getattr(self, "manual_seed_cb", None)
+            self.call_order: list[Any] = getattr(self, "call_order", [])
+            self.source = source
+            self.displaced = displaced
+            self.seed = seed
+
+        def queue_seed_all(self, cb: Any, traceback: Any) -> None:
+            self.manual_seed_all_cb = (cb, traceback)
+            self.call_order = [self.manual_seed_cb, self.manual_seed_all_cb]
+
+        def queue_seed(self, cb: Any, traceback: Any) -> None:
+            self.manual_seed_cb = (cb, traceback)
+            self.call_order = [self.manual_seed_all_cb, self.manual_seed_cb]
+
+        def get_calls(self) -> list[Any]:
+            return [(self.run_at_init, [])]
+
+        def run_at_init(self) -> None:
+            for call in self.displaced.get_calls():
+                if call:
+                    call[0]()
+            self.source.record(self.displaced)
+            self.replay_own()
+
+        def replay_own(self) -> None:
+            self.source.seed_all(self.seed)
+            for call in self.call_order:
+                if call:
+                    call[0]()
+
+        def replay(self) -> tuple[Any, ...]:
+            self.replay_own()
+            return tuple([g.get_state() for g in self.source._generators()])
+
+    return ScopeSeedTracker
+
+
+class MPSSource:
+    """Apple's MPS generator: eager, one device."""
+
+    name = "torch (mps)"
+
+    def __init__(self, torch: Any) -> None:
+        self._mps = torch.mps
+
+    def capture(self) -> object:
+        return self._mps.get_rng_state()
+
+    def seed(self, snapshot: object, plan: Plan) -> None:
+        if plan.seed is not None:
+            self._mps.manual_seed(plan.seed)
+
+    def restore(self, snapshot: object) -> None:
+        self._mps.set_rng_state(snapshot)
+
+    def describe(self) -> dict[str, object]:
+        return {"devices": 1}
+
+
+def build_accelerator_sources(torch: Any) -> list[Any]:
+    """One source per accelerator this process can use; none on a CPU-only build."""
+    sources: list[Any] = []
+    for name in ("cuda", "xpu"):
+        module = getattr(torch, name, None)
+        if module is None or not hasattr(module, "_lazy_seed_tracker"):
+            continue
+        try:
+            available = bool(module.is_available())
+        except Exception:  # noqa: BLE001 - a broken driver means "not available"
+            available = False
+        if available:
+            sources.append(LazyDeviceSource(torch, module, f"torch ({name})"))
+    mps_backend = getattr(torch.backends, "mps", None)
+    if mps_backend is not None and mps_backend.is_available():
+        sources.append(MPSSource(torch))
+    return sources

@@ -1,0 +1,184 @@
+"""``deterministic``: the context-manager faces of the scope primitive."""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._generators import GeneratorsSource, check_generators
+from ._scope import Activation, close_scope, open_scope
+from ._seed import PASSED_GENERATORS_KEY, check_seed, current_rank, rank_seed
+from ._source import Algorithms, Plan, Source
+from ._sources import default_sources
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# The activations entered in the current context (thread or asyncio task),
+# innermost last: how an exit finds its own activation when one
+# `deterministic` object is entered several times, or by interleaved tasks.
+_entered: contextvars.ContextVar[tuple[Activation, ...]] = contextvars.ContextVar(
+    "repro_ctx_entered", default=()
+)
+
+
+def _check_flag(name: str, value: object) -> bool | None:
+    if value is None or value is True or value is False:
+        return value
+    raise TypeError(f"{name} must be True, False or None, got {type(value).__name__} {value!r}")
+
+
+def check_algorithms(value: object) -> Algorithms:
+    if value is None or value is True or value is False or value == "warn":
+        return value  # type: ignore[return-value]
+    raise ValueError(
+        f"algorithms must be True, False, 'warn' or None, got {type(value).__name__} {value!r}"
+    )
+
+
+def make_plan(
+    seed: object,
+    algorithms: object,
+    benchmark: object,
+    tf32: object,
+    fill_uninitialized_memory: object,
+) -> Plan:
+    """Validate every option at once, before anything is changed."""
+    if callable(seed):
+        raise TypeError(
+            "a callable seed is computed per call and works with @reproducible; "
+            "deterministic() takes an int in [0, 2**64) or None"
+        )
+    return Plan(
+        seed=None if seed is None else check_seed(seed),
+        algorithms=check_algorithms(algorithms),
+        benchmark=_check_flag("benchmark", benchmark),
+        tf32=_check_flag("tf32", tf32),
+        fill_uninitialized_memory=_check_flag(
+            "fill_uninitialized_memory", fill_uninitialized_memory
+        ),
+    )
+
+
+class deterministic:  # noqa: N801 - lowercase, like the context managers it sits beside
+    """Seed and configure for determinism inside a block; restore everything on exit.
+
+    ``with deterministic(seed=0): ...`` captures every RNG (``random``, NumPy's
+    global state, torch's CPU and accelerator generators, ``generators`` and
+    registered generators), every torch determinism and precision flag and
+    the environment variables it sets; seeds and configures them; and puts
+    every one back exactly on exit, also when the block raises.
+
+    Every option also accepts ``None``: leave it as it is (it is still
+    restored). ``seed=None`` isolates without reseeding. ``algorithms`` is
+    ``True``, ``False`` or ``"warn"`` (``warn_only``). One object can be
+    entered any number of times, nested and from several tasks.
+
+    With torch.distributed, every rank gets the same streams by default (as
+    identical model initialisation needs); ``per_rank=True`` gives each rank
+    an independent stream derived from ``(seed, rank)``.
+    """
+
+    __slots__ = ("_generators", "_per_rank", "_plan", "_sources", "__weakref__")
+
+    def __init__(
+        self,
+        seed: int | None = 0,
+        *,
+        algorithms: Algorithms = True,
+        benchmark: bool | None = False,
+        tf32: bool | None = False,
+        fill_uninitialized_memory: bool | None = None,
+        generators: Iterable[object] = (),
+        per_rank: bool = False,
+    ) -> None:
+        self._plan = make_plan(seed, algorithms, benchmark, tf32, fill_uninitialized_memory)
+        self._generators = check_generators(generators)
+        if per_rank is not True and per_rank is not False:
+            raise TypeError(f"per_rank must be True or False, got {per_rank!r}")
+        self._per_rank = per_rank
+        self._sources: tuple[Source, ...] | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """The validated options this scope applies."""
+        return self._plan
+
+    @property
+    def seed(self) -> int | None:
+        return self._plan.seed
+
+    @property
+    def generators(self) -> tuple[object, ...]:
+        return tuple(obj for obj, _adapter in self._generators)
+
+    def sources(self) -> tuple[Source, ...]:
+        """Every source this scope captures, in capture order."""
+        if self._sources is None:
+            extra: tuple[Source, ...] = ()
+            if self._generators:
+                extra = (GeneratorsSource(self._generators, PASSED_GENERATORS_KEY),)
+            self._sources = default_sources() + extra
+        return self._sources
+
+    @property
+    def per_rank(self) -> bool:
+        return self._per_rank
+
+    def effective_plan(self) -> Plan:
+        """The plan as applied in this process: per-rank scopes seed from (seed, rank)."""
+        plan = self._plan
+        if self._per_rank and plan.seed is not None:
+            return dataclasses.replace(plan, seed=rank_seed(plan.seed, current_rank()))
+        return plan
+
+    def start(self) -> Activation:
+        """Open a scope; pair with ``stop``. The faces below are built on these."""
+        activation = open_scope(self, self.effective_plan(), self.sources())
+        _entered.set((*_entered.get(), activation))
+        return activation
+
+    def stop(self, error: BaseException | None = None) -> None:
+        """Close this object's innermost scope opened in the current context."""
+        entered = _entered.get()
+        for index in range(len(entered) - 1, -1, -1):
+            activation = entered[index]
+            if activation.owner is self:
+                _entered.set(entered[:index] + entered[index + 1 :])
+                close_scope(activation, error=error)
+                return
+        raise RuntimeError("deterministic.stop() called without a matching start()")
+
+    def __enter__(self) -> deterministic:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop(exc)
+
+    async def __aenter__(self) -> deterministic:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop(exc)
+
+    def __repr__(self) -> str:
+        plan = self._plan
+        return (
+            f"deterministic(seed={plan.seed!r}, algorithms={plan.algorithms!r}, "
+            f"benchmark={plan.benchmark!r}, tf32={plan.tf32!r}, "
+            f"fill_uninitialized_memory={plan.fill_uninitialized_memory!r}, "
+            f"generators=<{len(self._generators)}>, per_rank={self._per_rank!r})"
+        )

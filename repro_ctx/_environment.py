@@ -1,0 +1,48 @@
+"""Environment variables a scope sets for what it starts or first initialises."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from ._seed import hash_seed
+from ._source import Plan
+
+CUBLAS_WORKSPACE_CONFIG: Final = ":4096:8"
+
+
+class EnvironmentSource:
+    """``CUBLAS_WORKSPACE_CONFIG`` and ``PYTHONHASHSEED``.
+
+    cuBLAS reads its workspace setting once, at its first use, and
+    ``PYTHONHASHSEED`` only affects new interpreters; setting both inside the
+    scope makes CUDA first used there, and child processes started there,
+    deterministic. A value the user already set is never overridden for
+    ``CUBLAS_WORKSPACE_CONFIG``. Unset variables come back unset.
+    """
+
+    name = "environment"
+    variables = ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
+
+    def capture(self) -> tuple[str | None, str | None]:
+        get = os.environ.get
+        return (get("CUBLAS_WORKSPACE_CONFIG"), get("PYTHONHASHSEED"))
+
+    def seed(self, snapshot: object, plan: Plan) -> None:
+        assert isinstance(snapshot, tuple)
+        if plan.wants_determinism and snapshot[0] is None:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+        if plan.seed is not None:
+            value = hash_seed(plan.seed)
+            if snapshot[1] != value:
+                os.environ["PYTHONHASHSEED"] = value
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, tuple)
+        environ = os.environ
+        for name, value in zip(self.variables, snapshot):
+            if environ.get(name) != value:
+                if value is None:
+                    del environ[name]
+                else:
+                    environ[name] = value

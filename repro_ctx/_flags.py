@@ -1,0 +1,194 @@
+"""torch's global flags that choose which algorithm runs or at what precision.
+
+Each flag is one row: a name, a getter, a setter, and what a plan wants of it.
+Rows are built only for what the running torch exposes, so older and newer
+torch versions need no special cases elsewhere. Restoring writes only the rows
+whose value differs, so a scope that changed nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._source import Plan
+
+LEAVE: Final = object()
+"""What ``Flag.wanted`` returns when the plan leaves a flag alone."""
+
+
+def _leave(plan: Plan) -> object:
+    return LEAVE
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    name: str
+    get: Callable[[], object]
+    set: Callable[[Any], None]
+    wanted: Callable[[Plan], object] = _leave
+
+
+class FlagsSource:
+    """A table of independent flags, captured as one tuple."""
+
+    __slots__ = ("flags", "name")
+
+    def __init__(self, name: str, flags: tuple[Flag, ...]) -> None:
+        self.name = name
+        self.flags = flags
+
+    def capture(self) -> tuple[object, ...]:
+        return tuple([flag.get() for flag in self.flags])
+
+    def seed(self, snapshot: object, plan: Plan) -> None:
+        assert isinstance(snapshot, tuple)
+        for flag, current in zip(self.flags, snapshot):
+            value = flag.wanted(plan)
+            if value is not LEAVE and value != current:
+                flag.set(value)
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, tuple)
+        for flag, value in zip(self.flags, snapshot):
+            if flag.get() != value:
+                flag.set(value)
+
+    def describe(self) -> dict[str, object]:
+        return {flag.name: plain(flag.get()) for flag in self.flags}
+
+
+def plain(value: object) -> object:
+    """A flag value as JSON-friendly data (torch enums become their names)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return [plain(item) for item in value]
+    return str(getattr(value, "name", value))
+
+
+def _deterministic_algorithms_flag(torch: Any) -> Flag:
+    def get() -> tuple[bool, bool]:
+        return (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+
+    def set_(value: tuple[bool, bool]) -> None:
+        torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+
+    def wanted(plan: Plan) -> object:
+        if plan.algorithms is None:
+            return LEAVE
+        return (plan.algorithms is not False, plan.algorithms == "warn")
+
+    return Flag("torch.use_deterministic_algorithms (mode, warn_only)", get, set_, wanted)
+
+
+def _follows_algorithms(plan: Plan) -> object:
+    return LEAVE if plan.algorithms is None else plan.algorithms is not False
+
+
+def _not_benchmark(plan: Plan) -> object:
+    return LEAVE if plan.benchmark is None else plan.benchmark
+
+
+def _fill_memory(plan: Plan) -> object:
+    return LEAVE if plan.fill_uninitialized_memory is None else plan.fill_uninitialized_memory
+
+
+def _c_flag(
+    torch: Any, name: str, getter: str, setter: str, wanted: Callable[[Plan], object] = _leave
+) -> Flag | None:
+    get = getattr(torch._C, getter, None)
+    set_ = getattr(torch._C, setter, None)
+    if get is None or set_ is None:
+        return None
+    return Flag(name, get, set_, wanted)
+
+
+def _attribute_flag(obj: Any, attribute: str, name: str) -> Flag | None:
+    if not hasattr(obj, attribute):
+        return None
+
+    def get() -> object:
+        return getattr(obj, attribute)
+
+    def set_(value: object) -> None:
+        setattr(obj, attribute, value)
+
+    return Flag(name, get, set_)
+
+
+def _reduction_flag(torch: Any, kind: str) -> Flag | None:
+    """cuBLAS reduced-precision reduction: a (allowed, split_k allowed) pair."""
+    get = getattr(torch._C, f"_get_cublas_allow_{kind}_reduced_precision_reduction", None)
+    set_ = getattr(torch._C, f"_set_cublas_allow_{kind}_reduced_precision_reduction", None)
+    if get is None or set_ is None:
+        return None
+    probe = get()
+    if isinstance(probe, tuple):
+
+        def set_pair(value: tuple[bool, bool]) -> None:
+            set_(*value)
+
+        return Flag(f"torch.backends.cuda.matmul.allow_{kind}_reduced_precision_reduction",
+                    get, set_pair)
+    return Flag(f"torch.backends.cuda.matmul.allow_{kind}_reduced_precision_reduction", get, set_)
+
+
+def build_flags_source(torch: Any) -> FlagsSource:
+    """Every non-TF32 flag this torch exposes, as one source."""
+    backends = torch.backends
+    candidates: list[Flag | None] = [
+        _deterministic_algorithms_flag(torch),
+        _c_flag(torch, "torch.utils.deterministic.fill_uninitialized_memory",
+                "_get_deterministic_fill_uninitialized_memory",
+                "_set_deterministic_fill_uninitialized_memory", _fill_memory),
+        _c_flag(torch, "torch.backends.cudnn.enabled", "_get_cudnn_enabled",
+                "_set_cudnn_enabled"),
+        _c_flag(torch, "torch.backends.cudnn.benchmark", "_get_cudnn_benchmark",
+                "_set_cudnn_benchmark", _not_benchmark),
+        _c_flag(torch, "torch.backends.cudnn.deterministic", "_get_cudnn_deterministic",
+                "_set_cudnn_deterministic", _follows_algorithms),
+        _c_flag(torch, "torch.backends.cudnn.benchmark_limit",
+                "_cuda_get_cudnn_benchmark_limit", "_cuda_set_cudnn_benchmark_limit")
+        or _attribute_flag(backends.cudnn, "benchmark_limit",
+                           "torch.backends.cudnn.benchmark_limit"),
+        _c_flag(torch, "torch.backends.cudnn.depthwise_kernel", "_get_cudnn_depthwise_kernel",
+                "_set_cudnn_depthwise_kernel"),
+        _reduction_flag(torch, "fp16"),
+        _reduction_flag(torch, "bf16"),
+        _c_flag(torch, "torch.backends.cuda.matmul.allow_fp16_accumulation",
+                "_get_cublas_allow_fp16_accumulation", "_set_cublas_allow_fp16_accumulation"),
+        _c_flag(torch, "torch.backends.cuda.flash_sdp_enabled", "_get_flash_sdp_enabled",
+                "_set_sdp_use_flash"),
+        _c_flag(torch, "torch.backends.cuda.mem_efficient_sdp_enabled",
+                "_get_mem_efficient_sdp_enabled", "_set_sdp_use_mem_efficient"),
+        _c_flag(torch, "torch.backends.cuda.math_sdp_enabled", "_get_math_sdp_enabled",
+                "_set_sdp_use_math"),
+        _c_flag(torch, "torch.backends.cuda.cudnn_sdp_enabled", "_get_cudnn_sdp_enabled",
+                "_set_sdp_use_cudnn"),
+        _c_flag(torch, "torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed",
+                "_get_math_sdp_allow_fp16_bf16_reduction",
+                "_set_math_sdp_allow_fp16_bf16_reduction"),
+        _c_flag(torch, "torch.backends.mkldnn.enabled", "_get_mkldnn_enabled",
+                "_set_mkldnn_enabled"),
+        _c_flag(torch, "torch.backends.mkldnn.deterministic", "_get_mkldnn_deterministic",
+                "_set_mkldnn_deterministic", _follows_algorithms),
+        _c_flag(torch, "torch.backends.cuda.preferred_linalg_library",
+                "_get_linalg_preferred_backend", "_set_linalg_preferred_backend"),
+        _c_flag(torch, "torch.backends.cuda.preferred_blas_library",
+                "_get_blas_preferred_backend", "_set_blas_preferred_backend"),
+        _c_flag(torch, "torch.get_num_threads", "get_num_threads", "set_num_threads"),
+        _attribute_flag(backends.opt_einsum, "enabled", "torch.backends.opt_einsum.enabled")
+        if hasattr(backends, "opt_einsum") else None,
+        _attribute_flag(backends.opt_einsum, "strategy", "torch.backends.opt_einsum.strategy")
+        if hasattr(backends, "opt_einsum") else None,
+    ]
+    mha = getattr(backends, "mha", None)
+    if mha is not None and hasattr(mha, "get_fastpath_enabled"):
+        candidates.append(Flag("torch.backends.mha.fastpath_enabled",
+                               mha.get_fastpath_enabled, mha.set_fastpath_enabled))
+    return FlagsSource("torch flags", tuple(flag for flag in candidates if flag is not None))

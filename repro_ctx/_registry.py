@@ -1,0 +1,150 @@
+"""Generators registered with ``register()``: captured, seeded and restored by every scope.
+
+The registry must never be what keeps a generator alive. ``random.Random`` and
+``torch.Generator`` are held through weak references. NumPy's Generator,
+BitGenerator and RandomState cannot be weakly referenced, so they are held
+strongly and released as soon as the registry is their only owner, which is
+checked by reference count on every scope entry, on every registry call and
+at every garbage-collection pass (``gc.callbacks``): ``del gen; gc.collect()``
+releases the object.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+import threading
+import weakref
+from typing import Any
+
+from ._generators import Adapter, adapter_for
+from ._seed import REGISTERED_GENERATORS_KEY
+from ._source import Plan
+
+
+class _Entry:
+    __slots__ = ("adapter", "key", "ref", "strong")
+
+    def __init__(self, obj: object, adapter: Adapter, key: int) -> None:
+        self.adapter = adapter
+        self.key = key
+        self.strong: object | None = None
+        self.ref: weakref.ref[Any] | None = None
+        try:
+            self.ref = weakref.ref(obj)
+        except TypeError:
+            self.strong = obj
+
+    def get(self) -> object | None:
+        ref = self.ref
+        return ref() if ref is not None else self.strong
+
+
+def _sole_owner_refcount() -> int:
+    """``sys.getrefcount(entry.strong)`` when the entry holds the only reference."""
+    entry = _Entry.__new__(_Entry)
+    entry.strong = object()
+    return sys.getrefcount(entry.strong)
+
+
+_SOLE_OWNER = _sole_owner_refcount()
+_lock = threading.RLock()
+_entries: dict[int, _Entry] = {}  # id(obj) -> entry, in registration order
+_counter = itertools.count()
+
+
+def _prune() -> None:
+    """Release every strongly held object that only the registry still references."""
+    dead = [
+        key for key, entry in _entries.items()
+        if (entry.strong is not None and sys.getrefcount(entry.strong) <= _SOLE_OWNER)
+        or (entry.ref is not None and entry.ref() is None)
+    ]
+    for key in dead:
+        del _entries[key]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "stop" and _entries and _lock.acquire(blocking=False):
+        try:
+            _prune()
+        finally:
+            _lock.release()
+
+
+gc.callbacks.append(_on_gc)
+
+
+def register(obj: object) -> None:
+    """Have every scope capture, seed and restore ``obj`` (a no-op if already registered).
+
+    Each registered generator is seeded with its own stream, derived from the
+    scope seed and the order of registration.
+    """
+    adapter = adapter_for(obj)
+    with _lock:
+        _prune()
+        if id(obj) in _entries:
+            return
+        entry = _Entry(obj, adapter, next(_counter))
+        if entry.ref is not None:
+            key = id(obj)
+            entry.ref = weakref.ref(obj, lambda _ref, key=key: _discard(key, _ref))
+        _entries[id(obj)] = entry
+
+
+def _discard(key: int, ref: weakref.ref[Any]) -> None:
+    with _lock:
+        entry = _entries.get(key)
+        if entry is not None and entry.ref is ref:
+            del _entries[key]
+
+
+def unregister(obj: object) -> None:
+    """Stop scoping ``obj``; a ``ValueError`` if it was not registered."""
+    with _lock:
+        _prune()
+        entry = _entries.get(id(obj))
+        if entry is None or entry.get() is not obj:
+            raise ValueError(f"{type(obj).__qualname__} object at {id(obj):#x} is not registered")
+        del _entries[id(obj)]
+
+
+def registered() -> list[object]:
+    """The live registered objects, in registration order."""
+    with _lock:
+        _prune()
+        return [obj for obj in (entry.get() for entry in _entries.values()) if obj is not None]
+
+
+class RegistrySource:
+    """Every registered generator; the snapshot holds the objects it captured."""
+
+    name = "registered generators"
+
+    def capture(self) -> tuple[tuple[object, _Entry, object], ...]:
+        if not _entries:
+            return ()
+        with _lock:
+            _prune()
+            captured = []
+            for entry in _entries.values():
+                obj = entry.get()
+                if obj is not None:
+                    captured.append((obj, entry, entry.adapter.get(obj)))
+            return tuple(captured)
+
+    def seed(self, snapshot: object, plan: Plan) -> None:
+        if plan.seed is None:
+            return
+        assert isinstance(snapshot, tuple)
+        seed = plan.seed
+        for obj, entry, _state in snapshot:
+            adapter = entry.adapter
+            adapter.set(obj, adapter.seeded(obj, seed, (REGISTERED_GENERATORS_KEY, entry.key)))
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, tuple)
+        for obj, entry, state in snapshot:
+            entry.adapter.set(obj, state)

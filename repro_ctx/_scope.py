@@ -1,0 +1,180 @@
+"""The one scope primitive: capture every source, seed it, restore it exactly.
+
+Every face (``with``, ``async with``, the decorator, the cell magic, the
+pytest marker) opens and closes scopes through ``open_scope`` and
+``close_scope``. An open scope is an ``Activation``: it holds the snapshots
+taken on entry and lives on a process-wide stack, never on the object that
+opened it, so one ``deterministic`` object can be entered any number of
+times, recursively and from several tasks.
+
+Threads: RNG state and torch flags are process-wide, so scopes are
+serialised across threads. A thread that opens a scope while another thread
+has one open waits until that thread has closed all of its scopes; a thread
+re-entering its own scopes never waits. Consequently, code inside a scope
+must not wait for another thread that opens a scope.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ._source import Plan, Source
+
+_lock = threading.RLock()
+_stack: list[Activation] = []
+
+
+class ScopeOrderWarning(RuntimeWarning):
+    """A scope was closed while a scope opened after it was still open."""
+
+
+class Activation:
+    """One open scope: what it captured, and the sources to restore."""
+
+    __slots__ = ("closed", "owner", "plan", "snapshots", "sources", "thread")
+
+    def __init__(self, owner: object, plan: Plan, sources: Sequence[Source]) -> None:
+        self.owner = owner
+        self.plan = plan
+        self.sources = sources
+        self.snapshots: list[object] = []
+        self.closed = False
+        self.thread = threading.get_ident()
+
+
+def open_scope(
+    owner: object,
+    plan: Plan,
+    sources: Sequence[Source],
+    resume: Sequence[object] | None = None,
+) -> Activation:
+    """Capture every source, then seed it, or put back ``resume``.
+
+    ``resume`` is what ``close_scope(..., keep=True)`` returned when this
+    scope was last suspended: the state inside the scope at that moment.
+    If any capture, seed or restore raises, every source already touched is
+    restored, the lock is released and the error propagates.
+    """
+    _lock.acquire()
+    activation = Activation(owner, plan, sources)
+    snapshots = activation.snapshots
+    try:
+        if resume is None:
+            for source in sources:
+                snapshot = source.capture()
+                snapshots.append(snapshot)
+                source.seed(snapshot, plan)
+        else:
+            for source, inside in zip(sources, resume):
+                snapshots.append(source.capture())
+                source.restore(inside)
+    except BaseException as exc:
+        try:
+            _restore_all(sources, snapshots, exc)
+        finally:
+            _lock.release()
+        raise
+    _stack.append(activation)
+    return activation
+
+
+def close_scope(
+    activation: Activation, *, keep: bool = False, error: BaseException | None = None
+) -> list[object] | None:
+    """Restore what ``activation`` captured and release its hold on the lock.
+
+    With ``keep=True`` the state inside the scope is captured first and
+    returned, for a later ``open_scope(..., resume=...)``. ``error`` is the
+    exception leaving the block, if any: it keeps priority over a failure
+    to restore, which then becomes a warning.
+    """
+    if activation.closed:
+        raise RuntimeError("this scope activation is already closed")
+    activation.closed = True
+    try:
+        index = _stack.index(activation)
+    except ValueError:  # pragma: no cover - guarded by `closed`
+        raise RuntimeError("this scope activation is not open") from None
+    try:
+        inside = [source.capture() for source in activation.sources] if keep else None
+        if index != len(_stack) - 1:
+            _hand_on(activation, index)
+            return inside
+        del _stack[index]
+        _restore_all(activation.sources, activation.snapshots, error)
+        return inside
+    finally:
+        _lock.release()
+
+
+def _hand_on(activation: Activation, index: int) -> None:
+    """Close a scope that is not the innermost one.
+
+    This happens when asyncio tasks interleave ``async with`` blocks. The
+    scope opened right after this one captured this scope's *inside* state;
+    it now takes over this scope's entry snapshots, so when it closes the
+    state returns to what it was before this scope was entered.
+    """
+    successor = _stack[index + 1]
+    if successor.sources is activation.sources:
+        successor.snapshots = activation.snapshots
+    else:
+        successor.snapshots = _translate(activation, successor)
+    del _stack[index]
+    warnings.warn(
+        "a repro_ctx scope was closed while a scope opened after it is still open "
+        "(interleaved asyncio tasks using `async with`?). Its entry state was handed to "
+        "the newer scope and comes back when that one closes. To give each task its own "
+        "state, decorate the coroutine function with @reproducible instead.",
+        ScopeOrderWarning,
+        stacklevel=4,
+    )
+
+
+def _translate(older: Activation, newer: Activation) -> list[object]:
+    """Map ``older``'s entry snapshots onto ``newer``'s sources, by identity."""
+    by_source = {id(source): snap for source, snap in zip(older.sources, older.snapshots)}
+    return [
+        by_source.get(id(source), snap) for source, snap in zip(newer.sources, newer.snapshots)
+    ]
+
+
+def _restore_all(
+    sources: Sequence[Source], snapshots: Sequence[object], error: BaseException | None
+) -> None:
+    """Restore in reverse order; every source is attempted even if one fails."""
+    failure: BaseException | None = None
+    for source, snapshot in zip(reversed(sources[: len(snapshots)]), reversed(snapshots)):
+        try:
+            source.restore(snapshot)
+        except Exception as exc:  # noqa: BLE001 - keep restoring the rest
+            if failure is None:
+                failure = exc
+    if failure is None:
+        return
+    message = f"repro_ctx could not restore {type(failure).__name__}: {failure}"
+    if error is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        return
+    raise RuntimeError(message) from failure
+
+
+def open_activations() -> tuple[Activation, ...]:
+    """The open scopes, outermost first."""
+    return tuple(_stack)
+
+
+def current_activation() -> Activation | None:
+    return _stack[-1] if _stack else None
+
+
+def owned_by(owner: Any) -> Activation | None:
+    """The innermost open activation of ``owner`` in this thread."""
+    thread = threading.get_ident()
+    for activation in reversed(_stack):
+        if activation.owner is owner and activation.thread == thread:
+            return activation
+    return None

@@ -1,0 +1,62 @@
+"""The default set of sources, built once, at the first scope entry.
+
+This is where torch and NumPy are first imported: ``import repro_ctx`` stays
+cheap, and a scope pays the imports once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._source import Source
+
+_lock = threading.Lock()
+_default: tuple[Source, ...] | None = None
+
+
+def default_sources() -> tuple[Source, ...]:
+    """Environment, flags, every RNG this process has, then registered generators.
+
+    Restores run in reverse, so generators come back before flags.
+    """
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = _build()
+    return _default
+
+
+def _build() -> tuple[Source, ...]:
+    import torch
+
+    from ._accelerators import build_accelerator_sources
+    from ._environment import EnvironmentSource
+    from ._flags import build_flags_source
+    from ._numpy_random import NumPyGlobalSource
+    from ._python_random import PythonRandomSource
+    from ._registry import RegistrySource
+    from ._tf32 import TF32Source
+    from ._torch_random import TorchCPUSource
+
+    sources: list[Any] = [
+        EnvironmentSource(),
+        build_flags_source(torch),
+        TF32Source(torch),
+        PythonRandomSource(),
+        NumPyGlobalSource(),
+        TorchCPUSource(torch),
+        *build_accelerator_sources(torch),
+        RegistrySource(),
+    ]
+    return tuple(sources)
+
+
+def describe_sources() -> dict[str, object]:
+    """What each source covers here, for ``repro-ctx`` and diagnostics."""
+    out: dict[str, object] = {}
+    for source in default_sources():
+        describe = getattr(source, "describe", None)
+        out[source.name] = describe() if describe is not None else "captured"
+    return out

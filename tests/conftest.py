@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from repro_ctx._flags import build_flags_source
+from repro_ctx._tf32 import TF32Source
+
+_ENV = ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
+_FLAGS = build_flags_source(torch)
+_TF32 = TF32Source(torch)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_globals() -> Iterator[None]:
+    """Tests flip global flags on purpose; put them back so tests stay independent.
+
+    Assertions never rely on this: each test compares public-API state itself.
+    """
+    env = {name: os.environ.get(name) for name in _ENV}
+    flags = _FLAGS.capture()
+    tf32 = _TF32.capture()
+    yield
+    _FLAGS.restore(flags)
+    _TF32.restore(tf32)
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -1,0 +1,80 @@
+"""A failure during entry rolls back everything already changed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from repro_ctx import deterministic, register, unregister
+from repro_ctx._scope import open_activations
+from tests.state import full_state, scramble
+
+
+class BrokenGenerator(torch.Generator):
+    """Refuses its first write (the scope's seeding); the rollback's write works."""
+
+    failed = False
+
+    def set_state(self, new_state: torch.Tensor) -> torch.Generator:
+        if not self.failed:
+            self.failed = True
+            raise OSError("setter failed")
+        return super().set_state(new_state)
+
+
+def test_a_failing_registered_setter_rolls_back_the_entry() -> None:
+    scramble(random.Random(5))
+    broken = BrokenGenerator()
+    broken.manual_seed(8)
+    register(broken)
+    before = full_state()
+    generator_before = broken.get_state()
+    try:
+        with pytest.raises(OSError, match="setter failed"), deterministic(0):
+            pytest.fail("the block must not run")
+    finally:
+        unregister(broken)
+    assert full_state() == before
+    assert torch.equal(broken.get_state(), generator_before)
+    assert open_activations() == ()
+
+
+def test_a_failing_passed_generator_rolls_back_and_leaves_no_scope_open() -> None:
+    before = full_state()
+    with pytest.raises(OSError), deterministic(3, generators=[BrokenGenerator()]):
+        pass  # pragma: no cover
+    assert full_state() == before
+    assert open_activations() == ()
+    with deterministic(3):  # the lock was released: another scope opens fine
+        pass
+
+
+def test_a_failing_restore_is_reported_and_the_rest_still_restored() -> None:
+    class FailsOnRestore(torch.Generator):
+        armed = False
+
+        def set_state(self, new_state: torch.Tensor) -> torch.Generator:
+            if FailsOnRestore.armed:
+                raise OSError("restore failed")
+            return super().set_state(new_state)
+
+    generator = FailsOnRestore()
+    before = full_state()
+    with pytest.raises(RuntimeError, match="could not restore OSError: restore failed"):  # noqa: PT012
+        with deterministic(0, generators=[generator]):
+            random.random()
+            FailsOnRestore.armed = True
+    assert full_state() == before
+    FailsOnRestore.armed = False
+
+    class Inside(Exception):
+        pass
+
+    with pytest.raises(Inside), pytest.warns(RuntimeWarning, match="could not restore"):  # noqa: PT012
+        with deterministic(0, generators=[generator]):
+            FailsOnRestore.armed = True
+            raise Inside
+    FailsOnRestore.armed = False
+    assert full_state() == before

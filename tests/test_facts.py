@@ -1,0 +1,104 @@
+"""The torch and NumPy facts repro_ctx is built on (shared/FACTS.md), pinned for this version.
+
+If one of these starts failing after an upgrade, the matching source needs a look.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.mark.parametrize(
+    "make",
+    [np.random.default_rng, np.random.RandomState, np.random.PCG64, np.random.MT19937],
+)
+def test_numpy_generators_cannot_be_weakly_referenced(make: object) -> None:
+    with pytest.raises(TypeError):
+        weakref.ref(make(0))  # type: ignore[operator]
+
+
+def test_torch_and_python_generators_can_be_weakly_referenced() -> None:
+    assert weakref.ref(torch.Generator())() is not None
+    assert weakref.ref(random.Random())() is not None
+
+
+def test_numpy_legacy_seed_range_and_cached_gaussian() -> None:
+    with pytest.raises(ValueError):
+        np.random.seed(2**32)
+    np.random.seed(0)
+    np.random.randn(1)
+    state = np.random.get_state(legacy=False)
+    assert state["has_gauss"] == 1
+    np.random.seed(0)
+    assert np.random.get_state(legacy=False)["has_gauss"] == 0
+
+
+def test_numpy_seed_does_not_touch_generators() -> None:
+    generator = np.random.default_rng(1)
+    state = generator.bit_generator.state
+    np.random.seed(5)
+    assert generator.bit_generator.state == state
+
+
+def test_default_generator_seed_equals_manual_seed_on_cpu() -> None:
+    torch.manual_seed(9)
+    a = torch.rand(4)
+    torch.default_generator.manual_seed(9)
+    assert torch.equal(torch.rand(4), a)
+
+
+def test_fill_uninitialized_memory_defaults_to_true() -> None:
+    code = "import torch; print(torch.utils.deterministic.fill_uninitialized_memory)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_cudnn_flags_context_manager_disables_cudnn_by_default() -> None:
+    """pytorch#77467: flags(deterministic=True) silently sets enabled=False."""
+    with torch.backends.cudnn.flags(deterministic=True):
+        assert torch.backends.cudnn.enabled is False
+
+
+def test_manual_seed_and_lazy_cuda_calls_do_not_initialise_cuda() -> None:
+    torch.manual_seed(0)
+    torch.cuda.manual_seed_all(0)
+    with torch.random.fork_rng(devices=[]):
+        pass
+    if not torch.cuda.is_available():
+        assert not torch.cuda.is_initialized()
+
+
+def test_lazy_cuda_queue_shapes_repro_ctx_relies_on() -> None:
+    """The private pieces of torch.cuda the lazy CUDA source uses, still there."""
+    assert isinstance(torch.cuda._queued_calls, list)
+    tracker = torch.cuda._lazy_seed_tracker
+    assert isinstance(tracker, torch._utils._LazySeedTracker)
+    assert callable(tracker.get_calls)
+    assert callable(torch.cuda._is_in_bad_fork)
+    assert torch.cuda.manual_seed_all.__module__ == "torch.cuda.random"
+
+
+def test_pythonhashseed_only_affects_new_interpreters() -> None:
+    code = "import sys; print(sys.flags.hash_randomization, hash('repro'))"
+    env_a = {"PYTHONHASHSEED": "1", "PATH": ""}
+    a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a)
+    b = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a)
+    assert a.stdout == b.stdout
+    assert a.stdout.split()[0] == "1"
+
+
+def test_weights_only_load_rejects_numpy_arrays(tmp_path: object) -> None:
+    """Why repro_ctx's state_dict holds only plain data: torch.load's default."""
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "state.pt"
+    torch.save({"key": np.zeros(3)}, path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        torch.load(path)

@@ -8,6 +8,7 @@ whose value differs, so a scope that changed nothing writes nothing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,26 +34,41 @@ class Flag:
 class FlagsSource:
     """A table of independent flags, captured as one tuple."""
 
-    __slots__ = ("flags", "name")
+    __slots__ = ("_getters", "_targets", "flags", "name")
 
     def __init__(self, name: str, flags: tuple[Flag, ...]) -> None:
         self.name = name
         self.flags = flags
+        self._getters = tuple(flag.get for flag in flags)
+        self._targets: dict[Plan, tuple[tuple[int, object], ...]] = {}
 
     def capture(self) -> tuple[object, ...]:
-        return tuple([flag.get() for flag in self.flags])
+        return tuple([get() for get in self._getters])
+
+    def _targets_for(self, plan: Plan) -> tuple[tuple[int, object], ...]:
+        """(flag index, wanted value) for every flag ``plan`` sets; computed once per plan."""
+        targets = self._targets.get(plan)
+        if targets is None:
+            wanted = ((index, flag.wanted(plan)) for index, flag in enumerate(self.flags))
+            targets = tuple((index, value) for index, value in wanted if value is not LEAVE)
+            if len(self._targets) < 256:
+                self._targets[plan] = targets
+        return targets
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, tuple)
-        for flag, current in zip(self.flags, snapshot):
-            value = flag.wanted(plan)
-            if value is not LEAVE and value != current:
-                flag.set(value)
+        flags = self.flags
+        for index, value in self._targets_for(plan):
+            if snapshot[index] != value:
+                flags[index].set(value)
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
-        for flag, value in zip(self.flags, snapshot):
-            if flag.get() != value:
+        current = self.capture()
+        if current == snapshot:
+            return
+        for flag, now, value in zip(self.flags, current, snapshot):
+            if now != value:
                 flag.set(value)
 
     def describe(self) -> dict[str, object]:
@@ -69,14 +85,18 @@ def plain(value: object) -> object:
 
 
 def _deterministic_algorithms_flag(torch: Any) -> Flag:
+    mode = torch._C._get_deterministic_algorithms
+    warn_only = torch._C._get_deterministic_algorithms_warn_only
+
     def get() -> tuple[bool, bool]:
-        return (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
+        return (mode(), warn_only())
+
+    set_mode = torch._C._set_deterministic_algorithms
 
     def set_(value: tuple[bool, bool]) -> None:
-        torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+        # torch.use_deterministic_algorithms also writes inductor's config;
+        # that is its own flag below, so write the algorithms flag alone.
+        set_mode(value[0], warn_only=value[1])
 
     def wanted(plan: Plan) -> object:
         if plan.algorithms is None:
@@ -84,6 +104,25 @@ def _deterministic_algorithms_flag(torch: Any) -> Flag:
         return (plan.algorithms is not False, plan.algorithms == "warn")
 
     return Flag("torch.use_deterministic_algorithms (mode, warn_only)", get, set_, wanted)
+
+
+def _inductor_flag() -> Flag:
+    """``torch._inductor.config.deterministic``, which ``use_deterministic_algorithms`` sets.
+
+    Importing inductor's config costs over a second, so the scope touches it
+    only once the program has imported it; until then it reads as ``None``.
+    """
+
+    def get() -> object:
+        config = sys.modules.get("torch._inductor.config")
+        return None if config is None else config.deterministic
+
+    def set_(value: object) -> None:
+        config = sys.modules.get("torch._inductor.config")
+        if config is not None and value is not None:
+            config.deterministic = value
+
+    return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms)
 
 
 def _follows_algorithms(plan: Plan) -> object:
@@ -138,11 +177,32 @@ def _reduction_flag(torch: Any, kind: str) -> Flag | None:
     return Flag(f"torch.backends.cuda.matmul.allow_{kind}_reduced_precision_reduction", get, set_)
 
 
+def _opt_einsum_flags(backends: Any) -> list[Flag | None]:
+    """opt_einsum's flags, read through its module's own accessors.
+
+    Attribute access on ``torch.backends.opt_einsum`` goes through a slow
+    module ``__getattr__`` (4 us a read); the accessors it wraps do not.
+    """
+    proxy = getattr(backends, "opt_einsum", None)
+    module = getattr(proxy, "m", proxy)
+    flags: list[Flag | None] = []
+    for attribute in ("enabled", "strategy"):
+        get = getattr(module, f"_get_{attribute}", None)
+        set_ = getattr(module, f"_set_{attribute}", None)
+        name = f"torch.backends.opt_einsum.{attribute}"
+        if get is not None and set_ is not None:
+            flags.append(Flag(name, get, set_))
+        elif proxy is not None:
+            flags.append(_attribute_flag(proxy, attribute, name))
+    return flags
+
+
 def build_flags_source(torch: Any) -> FlagsSource:
     """Every non-TF32 flag this torch exposes, as one source."""
     backends = torch.backends
     candidates: list[Flag | None] = [
         _deterministic_algorithms_flag(torch),
+        _inductor_flag(),
         _c_flag(torch, "torch.utils.deterministic.fill_uninitialized_memory",
                 "_get_deterministic_fill_uninitialized_memory",
                 "_set_deterministic_fill_uninitialized_memory", _fill_memory),
@@ -182,10 +242,7 @@ def build_flags_source(torch: Any) -> FlagsSource:
         _c_flag(torch, "torch.backends.cuda.preferred_blas_library",
                 "_get_blas_preferred_backend", "_set_blas_preferred_backend"),
         _c_flag(torch, "torch.get_num_threads", "get_num_threads", "set_num_threads"),
-        _attribute_flag(backends.opt_einsum, "enabled", "torch.backends.opt_einsum.enabled")
-        if hasattr(backends, "opt_einsum") else None,
-        _attribute_flag(backends.opt_einsum, "strategy", "torch.backends.opt_einsum.strategy")
-        if hasattr(backends, "opt_einsum") else None,
+        *_opt_einsum_flags(backends),
     ]
     mha = getattr(backends, "mha", None)
     if mha is not None and hasattr(mha, "get_fastpath_enabled"):

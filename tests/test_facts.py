@@ -102,3 +102,14 @@ def test_weights_only_load_rejects_numpy_arrays(tmp_path: object) -> None:
     torch.save({"key": np.zeros(3)}, path)
     with pytest.raises(Exception, match="[Ww]eights only"):
         torch.load(path)
+
+
+def test_use_deterministic_algorithms_also_sets_inductors_config() -> None:
+    """Found while building the flag table: the torch call writes inductor's config too."""
+    code = (
+        "import torch, torch._inductor.config as c\n"
+        "torch.use_deterministic_algorithms(True)\n"
+        "print(c.deterministic)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

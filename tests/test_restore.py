@@ -20,6 +20,7 @@ from tests.state import full_state, scramble
 # and with it the facts the package relies on.
 EXPECTED_FLAGS = {
     "torch.use_deterministic_algorithms (mode, warn_only)",
+    "torch._inductor.config.deterministic",
     "torch.utils.deterministic.fill_uninitialized_memory",
     "torch.backends.cudnn.enabled",
     "torch.backends.cudnn.benchmark",

@@ -14,9 +14,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment_note, per_call_medians  # noqa: E402
+from _timing import environment_note, per_call_medians
 
-from repro_ctx._rawstate import (  # noqa: E402
+from repro_ctx._rawstate import (
     FAST_PATHS,
     bitgen_get,
     bitgen_set,
@@ -54,7 +54,8 @@ def main() -> None:
     for name, (fast, public) in pairs.items():
         medians = per_call_medians({"raw": fast, "public": public}, calls=500, rounds=9)
         ratio = medians["raw"] / medians["public"]
-        print(f"{name:<22} {medians['raw'] * 1e6:8.2f} {medians['public'] * 1e6:10.2f} {ratio:10.3f}")
+        raw, public = medians["raw"] * 1e6, medians["public"] * 1e6
+        print(f"{name:<22} {raw:8.2f} {public:10.2f} {ratio:10.3f}")
 
 
 if __name__ == "__main__":

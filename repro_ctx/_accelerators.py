@@ -56,7 +56,7 @@ class LazyDeviceSource:
         self._results: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = (
             weakref.WeakKeyDictionary()
         )
-        self._tracker_type = _make_scope_tracker(_tracker_base(torch))
+        self._tracker_type: Any = _make_scope_tracker(_tracker_base(torch))
 
     def _generators(self) -> tuple[Any, ...]:
         return tuple(self._module.default_generators)
@@ -107,7 +107,8 @@ class LazyDeviceSource:
         ``None``: those seeds ran outside any scope and nothing must change.
         """
         if isinstance(tracker, self._tracker_type):
-            return tracker.replay()
+            replayed: tuple[Any, ...] = tracker.replay()
+            return replayed
         return self._results.get(tracker)
 
     def record(self, tracker: Any) -> None:
@@ -137,7 +138,7 @@ def _drop_rng_calls_since(queued: list[Any], start: int) -> None:
 
 
 def _make_scope_tracker(base: type) -> type:
-    class ScopeSeedTracker(base):  # type: ignore[misc, valid-type]
+    class ScopeSeedTracker(base):  # type: ignore[misc]
         """Pending seeds of one scope, run after the seeds it displaced."""
 
         def __init__(self, source: LazyDeviceSource, displaced: Any, seed: int) -> None:
@@ -212,7 +213,7 @@ def build_accelerator_sources(torch: Any) -> list[Any]:
             continue
         try:
             available = bool(module.is_available())
-        except Exception:  # noqa: BLE001 - a broken driver means "not available"
+        except Exception:
             available = False
         if available:
             sources.append(LazyDeviceSource(torch, module, f"torch ({name})"))

@@ -31,8 +31,10 @@ def _check_flag(name: str, value: object) -> bool | None:
 
 
 def check_algorithms(value: object) -> Algorithms:
-    if value is None or value is True or value is False or value == "warn":
-        return value  # type: ignore[return-value]
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str) and value == "warn":
+        return "warn"
     raise ValueError(
         f"algorithms must be True, False, 'warn' or None, got {type(value).__name__} {value!r}"
     )
@@ -62,7 +64,7 @@ def make_plan(
     )
 
 
-class deterministic:  # noqa: N801 - lowercase, like the context managers it sits beside
+class deterministic:
     """Seed and configure for determinism inside a block; restore everything on exit.
 
     ``with deterministic(seed=0): ...`` captures every RNG (``random``, NumPy's
@@ -81,7 +83,7 @@ class deterministic:  # noqa: N801 - lowercase, like the context managers it sit
     an independent stream derived from ``(seed, rank)``.
     """
 
-    __slots__ = ("_generators", "_per_rank", "_plan", "_sources", "__weakref__")
+    __slots__ = ("__weakref__", "_generators", "_per_rank", "_plan", "_sources")
 
     def __init__(
         self,

@@ -114,11 +114,11 @@ def _inductor_flag() -> Flag:
     """
 
     def get() -> object:
-        config = sys.modules.get("torch._inductor.config")
+        config: Any = sys.modules.get("torch._inductor.config")
         return None if config is None else config.deterministic
 
     def set_(value: object) -> None:
-        config = sys.modules.get("torch._inductor.config")
+        config: Any = sys.modules.get("torch._inductor.config")
         if config is not None and value is not None:
             config.deterministic = value
 

@@ -37,14 +37,14 @@ def _sequence(seed: int, key: tuple[int, ...]) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _seeded_bitgen(bitgen_type: type, seed: int, key: tuple[int, ...]) -> object:
+def _seeded_bitgen(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> object:
     from . import _rawstate
 
     return _rawstate.bitgen_get(bitgen_type(_sequence(seed, key)))
 
 
 @lru_cache(maxsize=256)
-def _seeded_legacy(bitgen_type: type, seed: int, key: tuple[int, ...]) -> object:
+def _seeded_legacy(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> object:
     import numpy as np
 
     from . import _rawstate
@@ -84,19 +84,19 @@ def _adapters() -> dict[str, Adapter]:
             "numpy.random.Generator",
             lambda g: _rawstate.bitgen_get(g.bit_generator),
             lambda g, s: _rawstate.bitgen_set(g.bit_generator, s),
-            lambda g, seed, key: _seeded_bitgen(type(g.bit_generator), seed, key),
+            lambda g, seed, key: _seeded_bitgen(g.bit_generator.__class__, seed, key),
         ),
         "numpy.random.BitGenerator": Adapter(
             "numpy.random.BitGenerator",
             _rawstate.bitgen_get,
             _rawstate.bitgen_set,
-            lambda g, seed, key: _seeded_bitgen(type(g), seed, key),
+            lambda g, seed, key: _seeded_bitgen(g.__class__, seed, key),
         ),
         "numpy.random.RandomState": Adapter(
             "numpy.random.RandomState",
             _rawstate.legacy_get,
             _rawstate.legacy_set,
-            lambda g, seed, key: _seeded_legacy(type(g._bit_generator), seed, key),
+            lambda g, seed, key: _seeded_legacy(g._bit_generator.__class__, seed, key),
         ),
         "random.Random": Adapter(
             "random.Random",

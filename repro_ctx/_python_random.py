@@ -21,7 +21,7 @@ class PythonRandomSource:
     name = "random"
 
     def __init__(self) -> None:
-        self._instance: random.Random = random._inst  # type: ignore[attr-defined]
+        self._instance: random.Random = random._inst
 
     def capture(self) -> object:
         return _rawstate.random_get(self._instance)

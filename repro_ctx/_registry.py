@@ -11,6 +11,7 @@ releases the object.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import sys
@@ -89,8 +90,7 @@ def register(obj: object) -> None:
             return
         entry = _Entry(obj, adapter, next(_counter))
         if entry.ref is not None:
-            key = id(obj)
-            entry.ref = weakref.ref(obj, lambda _ref, key=key: _discard(key, _ref))
+            entry.ref = weakref.ref(obj, functools.partial(_discard, id(obj)))
         _entries[id(obj)] = entry
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Final
+from typing import Final, SupportsIndex, cast
 
 SEED_LIMIT: Final = 2**64
 """Seeds are integers in ``[0, 2**64)``: the range ``torch.manual_seed`` accepts."""
@@ -24,6 +24,7 @@ PASSED_GENERATORS_KEY: Final = 1
 REGISTERED_GENERATORS_KEY: Final = 2
 RANK_KEY: Final = 3
 HASHSEED_KEY: Final = 4
+WORKER_KEY: Final = 5
 
 
 def check_seed(seed: object, *, what: str = "seed") -> int:
@@ -36,7 +37,7 @@ def check_seed(seed: object, *, what: str = "seed") -> int:
         raise TypeError(
             f"{what} must be an int in [0, 2**64) or None, got {type(seed).__name__} {seed!r}"
         )
-    value = operator.index(seed)  # type: ignore[call-overload]
+    value = operator.index(cast("SupportsIndex", seed))
     if not 0 <= value < SEED_LIMIT:
         raise ValueError(f"{what} must be in [0, 2**64), got {value}")
     return value

@@ -70,8 +70,8 @@ class TF32Source:
                     continue
                 nodes.append((backend, op))
         self._nodes = tuple(nodes)
-        self._get_node = getter
-        self._set_node = getattr(c, "_set_fp32_precision_setter", None)
+        self._get_node: Any = getter
+        self._set_node: Any = getattr(c, "_set_fp32_precision_setter", None)
 
     def _read_nodes(self) -> tuple[str, ...]:
         get = self._get_node

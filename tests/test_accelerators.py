@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,12 +15,12 @@ from tests.fake_device import UNSEEDED_BASE, FakeLazyDevice, expected
 
 
 @pytest.fixture
-def device(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLazyDevice]:
+def device(monkeypatch: pytest.MonkeyPatch) -> FakeLazyDevice:
     """A fake device whose source every new scope includes."""
     fake = FakeLazyDevice()
     source = LazyDeviceSource(torch, fake, "torch (fake)")
-    monkeypatch.setattr(_sources, "_default", _sources.default_sources() + (source,))
-    yield fake
+    monkeypatch.setattr(_sources, "_default", (*_sources.default_sources(), source))
+    return fake
 
 
 def test_entering_and_leaving_never_initialises(device: FakeLazyDevice) -> None:

@@ -43,7 +43,9 @@ def test_a_failing_registered_setter_rolls_back_the_entry() -> None:
 
 def test_a_failing_passed_generator_rolls_back_and_leaves_no_scope_open() -> None:
     before = full_state()
-    with pytest.raises(OSError), deterministic(3, generators=[BrokenGenerator()]):
+    with pytest.raises(OSError, match="setter failed"), deterministic(
+        3, generators=[BrokenGenerator()]
+    ):
         pass  # pragma: no cover
     assert full_state() == before
     assert open_activations() == ()
@@ -62,19 +64,25 @@ def test_a_failing_restore_is_reported_and_the_rest_still_restored() -> None:
 
     generator = FailsOnRestore()
     before = full_state()
-    with pytest.raises(RuntimeError, match="could not restore OSError: restore failed"):  # noqa: PT012
+    def arm_inside() -> None:
         with deterministic(0, generators=[generator]):
             random.random()
             FailsOnRestore.armed = True
+
+    with pytest.raises(RuntimeError, match="could not restore OSError: restore failed"):
+        arm_inside()
     assert full_state() == before
     FailsOnRestore.armed = False
 
     class Inside(Exception):
         pass
 
-    with pytest.raises(Inside), pytest.warns(RuntimeWarning, match="could not restore"):  # noqa: PT012
+    def arm_and_raise() -> None:
         with deterministic(0, generators=[generator]):
             FailsOnRestore.armed = True
             raise Inside
+
+    with pytest.raises(Inside), pytest.warns(RuntimeWarning, match="could not restore"):
+        arm_and_raise()
     FailsOnRestore.armed = False
     assert full_state() == before

@@ -29,7 +29,9 @@ def _programs() -> st.SearchStrategy[list[Any]]:
     return st.recursive(
         st.lists(leaf, max_size=4),
         lambda inner: st.lists(
-            st.one_of(leaf, st.tuples(st.just("enter"), st.sampled_from([None, 0, 1, 2**40]), inner)),
+            st.one_of(
+                leaf, st.tuples(st.just("enter"), st.sampled_from([None, 0, 1, 2**40]), inner)
+            ),
             max_size=4,
         ),
         max_leaves=12,

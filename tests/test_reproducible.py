@@ -53,7 +53,8 @@ def test_metadata_and_signature_are_preserved() -> None:
     assert experiment.__name__ == "experiment"
     assert experiment.__doc__ == "Draw n numbers."
     assert experiment.__wrapped__.__name__ == "experiment"
-    assert str(inspect.signature(experiment)) == "(n: 'int', *, scale: 'float' = 1.0) -> 'list[float]'"
+    signature = "(n: 'int', *, scale: 'float' = 1.0) -> 'list[float]'"
+    assert str(inspect.signature(experiment)) == signature
     assert str(inspect.signature(Model().method)) == "(n: 'int') -> 'list[float]'"
 
 

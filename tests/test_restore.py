@@ -117,9 +117,13 @@ def test_everything_comes_back_when_the_block_raises() -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom) as info, deterministic(3):
-        _change_every_flag_inside()
-        raise Boom("inside")
+    def block() -> None:
+        with deterministic(3):
+            _change_every_flag_inside()
+            raise Boom("inside")
+
+    with pytest.raises(Boom) as info:
+        block()
     assert str(info.value) == "inside"
     assert full_state() == before
 
@@ -127,9 +131,13 @@ def test_everything_comes_back_when_the_block_raises() -> None:
 def test_keyboard_interrupt_restores_and_propagates_unchanged() -> None:
     before = full_state()
     interrupt = KeyboardInterrupt()
-    with pytest.raises(KeyboardInterrupt) as info, deterministic(3):
-        np.random.rand(5)
-        raise interrupt
+    def block() -> None:
+        with deterministic(3):
+            np.random.rand(5)
+            raise interrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        block()
     assert info.value is interrupt
     assert full_state() == before
 

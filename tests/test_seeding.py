@@ -23,7 +23,9 @@ def _recipe_draws(seed: int) -> list[object]:
 def _many_draws() -> list[object]:
     return [
         random.random(), random.gauss(0, 1), random.getrandbits(70),
-        np.random.rand(3).tolist(), np.random.randn(3).tolist(), np.random.randint(0, 9, 4).tolist(),
+        np.random.rand(3).tolist(),
+        np.random.randn(3).tolist(),
+        np.random.randint(0, 9, 4).tolist(),
         torch.rand(3).tolist(), torch.randn(2).tolist(), torch.randint(0, 9, (4,)).tolist(),
     ]
 

@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment_note, per_call_medians, print_table  # noqa: E402
+from _timing import environment_note, per_call_medians, print_table
 
-from repro_ctx import deterministic, register, unregister  # noqa: E402
+from repro_ctx import deterministic, register, unregister
 
 
 def bare_public_api() -> None:

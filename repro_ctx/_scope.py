@@ -95,19 +95,20 @@ def close_scope(
         raise RuntimeError("this scope activation is already closed")
     activation.closed = True
     try:
-        index = _stack.index(activation)
-    except ValueError:  # pragma: no cover - guarded by `closed`
-        raise RuntimeError("this scope activation is not open") from None
-    try:
         inside = [source.capture() for source in activation.sources] if keep else None
-        if index != len(_stack) - 1:
-            _hand_on(activation, index)
-            return inside
-        del _stack[index]
-        _restore_all(activation.sources, activation.snapshots, error)
-        return inside
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        _lock.release()
+        try:
+            if _stack[-1] is activation:
+                _stack.pop()
+                _restore_all(activation.sources, activation.snapshots, error)
+            else:
+                _hand_on(activation, _stack.index(activation))
+        finally:
+            _lock.release()
+    return inside
 
 
 def _hand_on(activation: Activation, index: int) -> None:
@@ -147,10 +148,10 @@ def _restore_all(
 ) -> None:
     """Restore in reverse order; every source is attempted even if one fails."""
     failure: BaseException | None = None
-    for source, snapshot in zip(reversed(sources[: len(snapshots)]), reversed(snapshots)):
+    for index in range(len(snapshots) - 1, -1, -1):
         try:
-            source.restore(snapshot)
-        except Exception as exc:  # noqa: BLE001 - keep restoring the rest
+            sources[index].restore(snapshots[index])
+        except Exception as exc:
             if failure is None:
                 failure = exc
     if failure is None:

@@ -88,7 +88,7 @@ def _child_enters_a_scope(queue: multiprocessing.Queue) -> None:  # type: ignore
         with deterministic(3):
             value = float(torch.rand(1))
         queue.put(("ok", torch.cuda._is_in_bad_fork(), value))
-    except Exception as exc:  # noqa: BLE001 - report it to the parent
+    except Exception as exc:
         queue.put(("error", repr(exc), 0.0))
 
 

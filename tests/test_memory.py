@@ -1,0 +1,67 @@
+"""A million scope cycles leave no memory behind.
+
+Tracing every allocation of a million cycles costs about ten times the
+cycles themselves, so tracemalloc traces windows spread over the million: an
+allocation a cycle leaks shows up as growth inside every window (2,000 cycles
+leaking one small object are 30 KiB or more). The resident set size over the
+whole million catches what tracemalloc cannot see (memory outside Python's
+allocator, such as torch tensors' storage).
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repro_ctx import deterministic, register, unregister
+
+CYCLES = 1_000_000
+WINDOWS = 10
+WINDOW_CYCLES = 2_000
+WINDOW_SLACK = 4 * 1024  # bytes: allocator noise, independent of the cycle count
+RSS_SLACK = 8 * 1024 * 1024
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0  # pragma: no cover - not Linux
+
+
+def _cycles(scope: deterministic, count: int) -> None:
+    for _ in range(count):
+        with scope:
+            pass
+
+
+def test_a_million_enter_exit_cycles_do_not_grow_memory() -> None:
+    generator = np.random.default_rng(0)
+    register(generator)
+    scope = deterministic(0, generators=[torch.Generator()])
+    try:
+        _cycles(scope, 5_000)  # first entries fill one-time caches
+        gc.collect()
+        rss_before = _rss()
+        growth = []
+        untraced = (CYCLES - WINDOWS * WINDOW_CYCLES) // WINDOWS
+        for _ in range(WINDOWS):
+            _cycles(scope, untraced)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                start = tracemalloc.get_traced_memory()[0]
+                _cycles(scope, WINDOW_CYCLES)
+                gc.collect()
+                growth.append(tracemalloc.get_traced_memory()[0] - start)
+            finally:
+                tracemalloc.stop()
+        rss_growth = _rss() - rss_before
+    finally:
+        unregister(generator)
+    assert max(growth) < WINDOW_SLACK, f"traced memory grew within windows: {growth}"
+    assert rss_growth < RSS_SLACK, f"resident memory grew by {rss_growth} bytes"

@@ -5,19 +5,26 @@ Run: python benchmarks/bench_scope.py   (prints medians and ratios)
 Contenders (all seed 0, all on CPU):
 * repro_ctx ``with deterministic(seed=0): pass``: every RNG source, every
   torch flag, the environment variables;
+* the same with the raw-state fast paths switched off (public NumPy and
+  ``random`` state APIs underneath), to show what they buy;
 * ``torch.random.fork_rng(devices=[])`` with ``torch.manual_seed(0)`` inside:
   torch CPU only;
 * Lightning's ``isolate_rng()`` with ``seed_everything(0)`` inside (when
   lightning is installed): random, NumPy, torch;
 * the bare public-API copy, seed and restore of random, NumPy's global state
   and torch's CPU generator (``getstate``/``seed``/``setstate`` and friends).
+
+Then the cost per registered NumPy Generator, and where the time of one
+scope goes, source by source.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import environment_note, per_call_medians, print_table
 
-from repro_ctx import deterministic, register, unregister
+from repro_ctx import _rawstate, deterministic, register, unregister
+from repro_ctx._scope import close_scope, open_scope
 
 
 def bare_public_api() -> None:
@@ -41,7 +49,22 @@ def bare_public_api() -> None:
     torch.set_rng_state(th)
 
 
-def main() -> None:
+def _without_fast_paths(fn: object) -> object:
+    keys = [key for key, on in _rawstate.FAST_PATHS.items() if on]
+
+    def run() -> None:
+        for key in keys:
+            _rawstate.FAST_PATHS[key] = False
+        try:
+            fn()  # type: ignore[operator]
+        finally:
+            for key in keys:
+                _rawstate.FAST_PATHS[key] = True
+
+    return run
+
+
+def compare_with_peers() -> None:
     scope = deterministic(seed=0)
 
     def repro_ctx_scope() -> None:
@@ -52,8 +75,15 @@ def main() -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
 
+    slow_scope = deterministic(seed=0)
+
+    def repro_ctx_public_paths() -> None:
+        with slow_scope:
+            pass
+
     contenders = {
         "repro_ctx deterministic(0)": repro_ctx_scope,
+        "repro_ctx, fast paths off": _without_fast_paths(repro_ctx_public_paths),
         "fork_rng + manual_seed": fork_rng_pair,
         "bare public get/seed/set": bare_public_api,
     }
@@ -71,9 +101,7 @@ def main() -> None:
     except ImportError:
         print("lightning not installed: its contender is skipped")
 
-    print(f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    print(environment_note())
-    medians = per_call_medians(contenders, calls=500, rounds=15)
+    medians = per_call_medians(contenders, calls=500, rounds=15)  # type: ignore[arg-type]
     ours = medians["repro_ctx deterministic(0)"]
     print_table("scope enter + exit (median per call)", medians, "fork_rng + manual_seed")
     print("\nratios (repro_ctx / peer):")
@@ -81,22 +109,80 @@ def main() -> None:
         if not name.startswith("repro_ctx"):
             print(f"  vs {name}: {ours / value:.3f}x")
 
-    print("\ncost per registered NumPy Generator")
+
+def cost_per_registered_generator() -> None:
+    print("\ncost per registered NumPy Generator (median per scope)")
+    scope = deterministic(seed=0)
+
+    def repro_ctx_scope() -> None:
+        with scope:
+            pass
+
     counts = (0, 16, 64)
     generators = [np.random.default_rng(i) for i in range(max(counts))]
-    per_count: dict[str, float] = {}
+    per_count: dict[int, float] = {}
     for count in counts:
         for generator in generators[:count]:
             register(generator)
-        per_count[f"{count} registered"] = per_call_medians(
-            {"scope": repro_ctx_scope}, calls=300, rounds=9
-        )["scope"]
+        per_count[count] = per_call_medians({"scope": repro_ctx_scope}, calls=300, rounds=9)[
+            "scope"
+        ]
         for generator in generators[:count]:
             unregister(generator)
-    for name, value in per_count.items():
-        print(f"  {name:<14} {value * 1e6:9.2f} us")
-    slope = (per_count[f"{counts[-1]} registered"] - per_count["0 registered"]) / counts[-1]
+    for count, value in per_count.items():
+        print(f"  {count:3d} registered  {value * 1e6:9.2f} us")
+    slope = (per_count[counts[-1]] - per_count[0]) / counts[-1]
     print(f"  slope: {slope * 1e6:.2f} us per registered generator")
+
+
+def profile_sources(cycles: int = 20_000) -> None:
+    """Median time of each source's capture, seed and restore inside real scope cycles."""
+    scope = deterministic(seed=0)
+    sources = scope.sources()
+    plan = scope.effective_plan()
+    timings: dict[str, list[float]] = {}
+
+    class Timed:
+        def __init__(self, source: object) -> None:
+            self.source = source
+            self.name = source.name  # type: ignore[attr-defined]
+
+        def _time(self, what: str, call: object, *args: object) -> object:
+            start = time.perf_counter_ns()
+            result = call(*args)  # type: ignore[operator]
+            timings.setdefault(f"{self.name}: {what}", []).append(time.perf_counter_ns() - start)
+            return result
+
+        def capture(self) -> object:
+            return self._time("capture", self.source.capture)  # type: ignore[attr-defined]
+
+        def seed(self, snapshot: object, plan: object) -> None:
+            self._time("seed", self.source.seed, snapshot, plan)  # type: ignore[attr-defined]
+
+        def restore(self, snapshot: object) -> None:
+            self._time("restore", self.source.restore, snapshot)  # type: ignore[attr-defined]
+
+    timed = [Timed(source) for source in sources]
+    whole: list[float] = []
+    for _ in range(cycles):
+        start = time.perf_counter_ns()
+        close_scope(open_scope(scope, plan, timed))  # type: ignore[arg-type]
+        whole.append(time.perf_counter_ns() - start)
+    print(f"\nwhere one scope's time goes (median ns over {cycles} cycles, timer overhead included)")
+    rows = sorted(timings.items(), key=lambda item: -statistics.median(item[1]))
+    for name, values in rows:
+        print(f"  {statistics.median(values):8.0f} ns  {name}")
+    parts = sum(statistics.median(values) for values in timings.values())
+    print(f"  {statistics.median(whole):8.0f} ns  whole cycle ({parts:.0f} ns in sources)")
+
+
+def main() -> None:
+    print(f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+    print(environment_note())
+    print("fast paths:", dict(_rawstate.FAST_PATHS))
+    compare_with_peers()
+    cost_per_registered_generator()
+    profile_sources()
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ from ._source import Plan
 
 
 class _Entry:
-    __slots__ = ("adapter", "key", "ref", "strong")
+    __slots__ = ("adapter", "key", "ref", "seeded", "strong")
 
     def __init__(self, obj: object, adapter: Adapter, key: int) -> None:
         self.adapter = adapter
         self.key = key
+        self.seeded: tuple[int, object] | None = None  # (seed, state) of the last seeding
         self.strong: object | None = None
         self.ref: weakref.ref[Any] | None = None
         try:
@@ -142,7 +143,11 @@ class RegistrySource:
         seed = plan.seed
         for obj, entry, _state in snapshot:
             adapter = entry.adapter
-            adapter.set(obj, adapter.seeded(obj, seed, (REGISTERED_GENERATORS_KEY, entry.key)))
+            seeded = entry.seeded
+            if seeded is None or seeded[0] != seed:
+                state = adapter.seeded(obj, seed, (REGISTERED_GENERATORS_KEY, entry.key))
+                entry.seeded = seeded = (seed, state)
+            adapter.set(obj, seeded[1])
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)

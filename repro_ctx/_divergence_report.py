@@ -1,0 +1,473 @@
+"""What a recorded op stream holds, where two streams part, and how that is shown.
+
+Pure data and formatting: no torch here, so ``compare`` of two files works
+on a machine without the GPU that wrote them, and matplotlib is imported only
+by ``DivergenceReport.plot``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+FILE_FORMAT = "repro_ctx op stream"
+FILE_VERSION = 1
+
+# The flags the table shows; the report keeps every flag in ``flags``.
+_SHOWN_FLAGS = (
+    "torch.use_deterministic_algorithms (mode, warn_only)",
+    "torch.utils.deterministic.fill_uninitialized_memory",
+    "torch.backends.cudnn.deterministic",
+    "torch.backends.cudnn.benchmark",
+    "torch.get_float32_matmul_precision",
+    "torch.backends.cudnn.allow_tf32",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
+_TABLE_CONTEXT = 2  # ops shown on each side of the divergent one
+_CELL_WIDTH = 44
+
+Kind = Literal["matched", "values", "stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One output of an op: its shape and dtype, and a hash of its bytes.
+
+    ``digest`` is ``None`` for outputs that are not hashed: views (their bytes
+    are an input's, hashed where that input was produced), uninitialised
+    memory (``empty`` and friends) and tensors whose bytes cannot be read
+    (meta, nested, some subclasses). ``norm`` (L2, of floating outputs) gives
+    a magnitude to compare along the stream; ``sample`` holds evenly spaced
+    values, only in files written by ``record``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    digest: str | None
+    norm: float | None
+    sample: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """One executed torch op: what ran, where in the model and the code, and what it gave.
+
+    For a backward op, ``module``, ``file`` and ``line`` are those of the
+    forward op whose autograd node ran it (``grad_fn``), when known.
+    """
+
+    index: int
+    name: str
+    phase: Literal["forward", "backward"]
+    module: str
+    file: str
+    line: int
+    grad_fn: str
+    outputs: tuple[OutputRecord, ...]
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}" if self.file else "(unknown)"
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(out.shape for out in self.outputs)
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(out.dtype for out in self.outputs)
+
+
+def compare_ops(a: OpRecord, b: OpRecord) -> Literal["stream", "values"] | None:
+    """``None``: equal; ``"stream"``: another op, shape or dtype ran; ``"values"``: bytes differ."""
+    if a.name != b.name or a.shapes != b.shapes or a.dtypes != b.dtypes:
+        return "stream"
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        if x.digest != y.digest:
+            return "values"
+    return None
+
+
+def first_difference(
+    a: Sequence[OpRecord], b: Sequence[OpRecord], start: int = 0, *, stream_only: bool = False
+) -> tuple[Kind, int] | None:
+    """The first index from ``start`` where the streams differ, and how; ``None`` if nowhere."""
+    common = min(len(a), len(b))
+    for index in range(start, common):
+        kind = compare_ops(a[index], b[index])
+        if kind is not None and (kind == "stream" or not stream_only):
+            return kind, index
+    if len(a) != len(b):
+        return "stream", common
+    return None
+
+
+def norm_difference(a: OpRecord, b: OpRecord) -> float:
+    """Relative change of the output norms, the per-op difference plotted along the stream.
+
+    0 where the bytes are equal. Bytes can differ with equal norms (a
+    permutation, a 1-ulp change lost in the sum): that still counts as a
+    difference, shown by the report, just with no magnitude here.
+    """
+    worst = 0.0
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        if x.digest == y.digest or x.norm is None or y.norm is None:
+            continue
+        if x.norm == y.norm:
+            continue
+        if not (math.isfinite(x.norm) and math.isfinite(y.norm)):
+            return math.inf
+        worst = max(worst, abs(x.norm - y.norm) / max(abs(x.norm), abs(y.norm)))
+    return worst
+
+
+def sample_differences(a: OpRecord, b: OpRecord) -> tuple[float, float] | None:
+    """Max abs and rel difference over the stored samples; ``None`` if they agree or are absent."""
+    max_abs = max_rel = 0.0
+    compared = False
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        if x.digest == y.digest or not x.sample or len(x.sample) != len(y.sample):
+            continue
+        compared = True
+        for p, q in zip(x.sample, y.sample, strict=True):
+            absolute, relative = element_difference(p, q)
+            max_abs = max(max_abs, absolute)
+            max_rel = max(max_rel, relative)
+    if not compared or max_abs == 0.0:
+        return None
+    return max_abs, max_rel
+
+
+def element_difference(p: float, q: float) -> tuple[float, float]:
+    """``|p-q|`` and ``|p-q| / max(|p|,|q|)``; NaN vs NaN is equal, NaN vs a number is inf."""
+    if p == q or (math.isnan(p) and math.isnan(q)):
+        return 0.0, 0.0
+    absolute = abs(p - q)
+    if math.isnan(absolute):
+        return math.inf, math.inf
+    relative = absolute / max(abs(p), abs(q))
+    return absolute, math.inf if math.isnan(relative) else relative
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _shape(shapes: Sequence[tuple[int, ...]]) -> str:
+    return ", ".join("(" + ", ".join(map(str, shape)) + ")" for shape in shapes) or "-"
+
+
+def _cell(text: str) -> str:
+    return text if len(text) <= _CELL_WIDTH else "..." + text[-(_CELL_WIDTH - 3) :]
+
+
+def _short_source(op: OpRecord) -> str:
+    return f"{os.path.basename(op.file)}:{op.line}" if op.file else "(unknown)"
+
+
+@dataclass(frozen=True, eq=False)
+class DivergenceReport:
+    """Where two runs of the same program part: the first op whose outputs differ bitwise.
+
+    ``kind`` is ``"matched"`` (every op gave the same bytes), ``"values"``
+    (the same ops ran, and op ``index`` gave different bytes) or
+    ``"stream"`` (at ``index`` a different op, or the same op with other
+    shapes or dtypes, ran, or one run had stopped). ``op`` and ``other_op``
+    are the two runs' ops at ``index``. ``max_abs_diff`` and
+    ``max_rel_diff`` (``|a-b| / max(|a|, |b|)``) are measured on that op's
+    outputs; ``values_note`` says between which runs. ``flags`` are the
+    determinism flags in effect in the first run (``flags_b``: the second).
+    """
+
+    kind: Kind
+    index: int | None
+    labels: tuple[str, str]
+    stream_a: tuple[OpRecord, ...]
+    stream_b: tuple[OpRecord, ...]
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    values_note: str = ""
+    flags: Mapping[str, str] = field(default_factory=dict)
+    flags_b: Mapping[str, str] = field(default_factory=dict)
+    title: str = "divergence report"
+
+    @property
+    def matched(self) -> bool:
+        return self.kind == "matched"
+
+    @property
+    def op(self) -> OpRecord | None:
+        """The first run's op at the divergence (``None`` if matched or that run had stopped)."""
+        return _at(self.stream_a, self.index)
+
+    @property
+    def other_op(self) -> OpRecord | None:
+        """The second run's op at the divergence (``None`` if matched or that run had stopped)."""
+        return _at(self.stream_b, self.index)
+
+    @property
+    def stream_index(self) -> int | None:
+        """Where the op streams themselves part (at or after ``index``); ``None``: never."""
+        found = first_difference(self.stream_a, self.stream_b, self.index or 0, stream_only=True)
+        return None if found is None else found[1]
+
+    @property
+    def op_differences(self) -> tuple[float, ...]:
+        """Per op, up to where the streams part: relative change of output norm (0: equal bytes)."""
+        end = self.stream_index
+        common = min(len(self.stream_a), len(self.stream_b)) if end is None else end
+        pairs = zip(self.stream_a[:common], self.stream_b[:common], strict=True)
+        return tuple(norm_difference(a, b) for a, b in pairs)
+
+    @property
+    def detail(self) -> str:
+        """One sentence: what happened at the divergence."""
+        a_label, b_label = self.labels
+        if self.kind == "matched":
+            return f"all {len(self.stream_a)} ops matched bitwise"
+        op, other = self.op, self.other_op
+        if self.kind == "values":
+            assert op is not None
+            return f"op #{self.index} {op.name} gave different bytes (ops before it matched)"
+        if op is None or other is None:
+            ended, went_on = (a_label, other) if op is None else (b_label, op)
+            assert went_on is not None
+            return (
+                f"the op streams differ: {ended} stopped after {self.index} ops, "
+                f"the other went on with {went_on.name}"
+            )
+        if op.name != other.name:
+            return f"the op streams differ: {op.name} ({a_label}) vs {other.name} ({b_label})"
+        if op.shapes != other.shapes:
+            return (
+                f"the op streams differ: {op.name} gave shapes {_shape(op.shapes)} ({a_label}) "
+                f"vs {_shape(other.shapes)} ({b_label})"
+            )
+        return (
+            f"the op streams differ: {op.name} gave dtypes {', '.join(op.dtypes)} ({a_label}) "
+            f"vs {', '.join(other.dtypes)} ({b_label})"
+        )
+
+    def __str__(self) -> str:
+        a_label, b_label = self.labels
+        rows: list[tuple[str, str]] = [("result", self.detail)]
+        op = self.op if self.op is not None else self.other_op
+        if op is not None:
+            node = f", autograd node {op.grad_fn}" if op.grad_fn else ""
+            where = f"{op.name} ({op.phase}{node})"
+            rows += [
+                ("op", f"#{op.index} {where}"),
+                ("module", op.module or "(none)"),
+                ("source", op.source),
+                ("shapes", _shape(op.shapes)),
+                ("dtypes", ", ".join(op.dtypes) or "-"),
+            ]
+        if self.kind == "values":
+            rows += [
+                ("max abs diff", _fmt(self.max_abs_diff)),
+                ("max rel diff", _fmt(self.max_rel_diff) + "  (|a-b| / max(|a|,|b|))"),
+                ("values", self.values_note),
+            ]
+            later = self.stream_index
+            if later is not None:
+                rows.append(("later", f"the op streams also part at op #{later}"))
+        rows.append(("ops", f"{len(self.stream_a)} ({a_label}), {len(self.stream_b)} ({b_label})"))
+        for name in _SHOWN_FLAGS:
+            if name in self.flags or name in self.flags_b:
+                mine, theirs = self.flags.get(name, "?"), self.flags_b.get(name, "?")
+                shown = mine if mine == theirs else f"{mine} ({a_label}) vs {theirs} ({b_label})"
+                rows.append(("flag", f"{name} = {shown}"))
+        width = max(len(key) for key, _ in rows)
+        lines = [self.title, *(f"  {key.ljust(width)}  {value}" for key, value in rows)]
+        if self.index is not None:
+            lines += ["", *self._neighbours()]
+        return "\n".join(lines)
+
+    def _neighbours(self) -> list[str]:
+        """A table of the ops around the divergence, as both runs saw them."""
+        assert self.index is not None
+        a_label, b_label = self.labels
+        header = ("#", "phase", "op", "module", "source", "shapes", f"{a_label} vs {b_label}")
+        table = [header]
+        end = self.index + _TABLE_CONTEXT + 1
+        for i in range(max(0, self.index - _TABLE_CONTEXT), end):
+            a, b = _at(self.stream_a, i), _at(self.stream_b, i)
+            shown = a if a is not None else b
+            if shown is None:
+                continue
+            status = (
+                "missing" if a is None or b is None
+                else {None: "equal", "values": "DIFFERENT bytes", "stream": "DIFFERENT op"}[
+                    compare_ops(a, b)
+                ]
+            )
+            same = a is None or b is None or a.name == b.name
+            name = shown.name if same else f"{a.name} / {b.name}"  # type: ignore[union-attr]
+            table.append((
+                str(i), shown.phase, _cell(name), _cell(shown.module or "-"),
+                _cell(_short_source(shown)), _cell(_shape(shown.shapes)), status,
+            ))
+        widths = [max(len(row[col]) for row in table) for col in range(len(header))]
+        return [
+            ("> " if row[0] == str(self.index) else "  ")
+            + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
+
+    def plot(self, path: str | os.PathLike[str]) -> Path:
+        """Write a PNG of the per-op difference along the op stream, the divergence marked.
+
+        Needs matplotlib (``pip install repro-ctx[plot]``); it is imported only here,
+        and drawn without pyplot, so no global backend or figure is touched.
+        """
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ImportError(
+                "DivergenceReport.plot needs matplotlib: pip install repro-ctx[plot]"
+            ) from exc
+        differences = self.op_differences
+        nonzero = [d for d in differences if 0.0 < d < math.inf]
+        floor = min(nonzero) / 10 if nonzero else 1e-12
+        equal_x = [i for i, d in enumerate(differences) if d == 0.0 and not self._bytes_differ(i)]
+        differ_x = [i for i in range(len(differences)) if self._bytes_differ(i)]
+        differ_y = [
+            differences[i] if 0.0 < differences[i] < math.inf
+            else (max(nonzero, default=1.0) * 10 if differences[i] == math.inf else floor)
+            for i in differ_x
+        ]
+        figure = Figure(figsize=(10, 4), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.set_yscale("log")
+        axes.scatter(equal_x, [floor] * len(equal_x), s=4, color="0.6",
+                     label="equal bytes (at the floor)")
+        axes.scatter(differ_x, differ_y, s=10, color="tab:red", label="different bytes")
+        backward = next((op.index for op in self.stream_a if op.phase == "backward"), None)
+        if backward is not None:
+            axes.axvline(backward, color="0.4", linestyle=":", label="backward starts")
+        stream = self.stream_index
+        longest = max(len(self.stream_a), len(self.stream_b))
+        if stream is not None:
+            axes.axvspan(stream, max(longest, stream + 1), color="tab:orange", alpha=0.2,
+                         label="op streams differ")
+        if self.index is not None:
+            op = self.op or self.other_op
+            assert op is not None
+            axes.axvline(self.index, color="tab:red", linestyle="--",
+                         label=f"first divergence: #{self.index} {op.name}")
+        axes.set_xlim(-0.5, max(longest, 1) - 0.5)
+        axes.set_xlabel("op index (forward and backward, in execution order)")
+        axes.set_ylabel("relative change of output norm")
+        axes.set_title(f"{self.title}: {self.detail}", fontsize=9)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
+        figure.tight_layout()
+        out = Path(path)
+        figure.savefig(out, format="png")
+        return out
+
+    def _bytes_differ(self, index: int) -> bool:
+        return compare_ops(self.stream_a[index], self.stream_b[index]) is not None
+
+
+def _at(stream: Sequence[OpRecord], index: int | None) -> OpRecord | None:
+    return stream[index] if index is not None and index < len(stream) else None
+
+
+def build_report(
+    labels: tuple[str, str],
+    stream_a: Sequence[OpRecord],
+    stream_b: Sequence[OpRecord],
+    *,
+    values: tuple[float | None, float | None, str] = (None, None, ""),
+    flags: Mapping[str, str],
+    flags_b: Mapping[str, str],
+    title: str,
+) -> DivergenceReport:
+    """The report for two streams; ``values`` are the max diffs measured at the divergence."""
+    found = first_difference(stream_a, stream_b)
+    kind: Kind = "matched" if found is None else found[0]
+    max_abs, max_rel, note = values if kind == "values" else (None, None, "")
+    return DivergenceReport(
+        kind=kind,
+        index=None if found is None else found[1],
+        labels=labels,
+        stream_a=tuple(stream_a),
+        stream_b=tuple(stream_b),
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        values_note=note,
+        flags=dict(flags),
+        flags_b=dict(flags_b),
+        title=title,
+    )
+
+
+def stream_to_json(ops: Sequence[OpRecord]) -> list[list[Any]]:
+    """Compact rows, one per op; the index is the row's position."""
+    return [
+        [op.name, op.phase, op.module, op.file, op.line, op.grad_fn,
+         [[list(o.shape), o.dtype, o.digest, o.norm, list(o.sample)] for o in op.outputs]]
+        for op in ops
+    ]
+
+
+def stream_from_json(rows: object) -> tuple[OpRecord, ...]:
+    if not isinstance(rows, list):
+        raise TypeError("ops must be a list")
+    ops = []
+    for index, (name, phase, module, file, line, grad_fn, outputs) in enumerate(rows):
+        if phase not in ("forward", "backward"):
+            raise ValueError(f"op #{index} has phase {phase!r}")
+        ops.append(OpRecord(
+            index, str(name), phase, str(module), str(file), int(line), str(grad_fn),
+            tuple(
+                OutputRecord(
+                    tuple(int(n) for n in shape), str(dtype),
+                    None if digest is None else str(digest),
+                    None if norm is None else float(norm),
+                    tuple(float(v) for v in sample),
+                )
+                for shape, dtype, digest, norm, sample in outputs
+            ),
+        ))
+    return tuple(ops)
+
+
+def write_stream(path: Path, header: Mapping[str, object], ops: Sequence[OpRecord]) -> None:
+    """Write atomically: a reader never sees half a file, and a failure leaves none behind."""
+    data = {"format": FILE_FORMAT, "version": FILE_VERSION, **header, "ops": stream_to_json(ops)}
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def read_stream(path: Path) -> tuple[dict[str, Any], tuple[OpRecord, ...]]:
+    """The header and ops of a file written by ``record``; ``ValueError`` for anything else."""
+    with path.open("rb") as handle:
+        raw = handle.read()
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+            raise ValueError("no repro_ctx op stream header")
+        if data.get("version") != FILE_VERSION:
+            raise ValueError(f"format version {data.get('version')!r}, this repro_ctx reads 1")
+        ops = stream_from_json(data.pop("ops"))
+        flags = data.get("flags")
+        if not isinstance(flags, dict):
+            raise ValueError("no flags")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(
+            f"{path} is not an op stream written by repro_ctx.record: {exc}"
+        ) from exc
+    return data, ops

@@ -48,13 +48,16 @@ def numpy_legacy_seed(seed: int) -> int | list[int]:
 
     Seeds below 2**32 are passed through unchanged, so a scope matches the
     recipe ``random.seed(s); np.random.seed(s); torch.manual_seed(s)``.
-    Larger seeds, which NumPy's legacy seeding rejects, become the two 32-bit
-    words ``[low, high]`` (MT19937's ``init_by_array``): an injective mapping,
-    so distinct 64-bit seeds never share a NumPy stream.
+    Larger seeds, which NumPy's legacy seeding rejects as an int, become the
+    key ``[low, high, 1]`` for MT19937's ``init_by_array``: injective, so
+    distinct 64-bit seeds never share a NumPy stream. The trailing ``1`` keeps
+    NumPy apart from ``random``: ``random.seed(s)`` runs the same
+    ``init_by_array`` on ``s``'s 32-bit words, ``[low, high]``, and with that
+    key both modules would draw the very same numbers.
     """
     if seed < _NUMPY_LEGACY_LIMIT:
         return seed
-    return [seed & _UINT32_MASK, seed >> 32]
+    return [seed & _UINT32_MASK, seed >> 32, 1]
 
 
 def hash_seed(seed: int) -> str:

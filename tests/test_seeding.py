@@ -60,15 +60,29 @@ def test_large_seeds_use_the_documented_numpy_derivation(seed: int) -> None:
     with deterministic(seed):
         inside = (random.random(), np.random.rand(), torch.rand(1).item())
     random.seed(seed)
-    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
+    np.random.seed([seed & 0xFFFFFFFF, seed >> 32, 1])
     torch.manual_seed(seed)
     assert inside == (random.random(), np.random.rand(), torch.rand(1).item())
 
 
 def test_numpy_derivation_is_injective_on_the_word_boundary() -> None:
     assert numpy_legacy_seed(2**32 - 1) == 2**32 - 1
-    assert numpy_legacy_seed(2**32) == [0, 1]
+    assert numpy_legacy_seed(2**32) == [0, 1, 1]
     assert numpy_legacy_seed(2**32 + 1) != numpy_legacy_seed(1)
+
+
+@pytest.mark.parametrize("seed", [0, 5, 2**32, 2**33 + 7, 2**64 - 1])
+def test_random_and_numpy_never_draw_the_same_stream(seed: int) -> None:
+    """random.seed(s) keys MT19937 with s's 32-bit words; NumPy's key must differ."""
+    with deterministic(seed):
+        python = [random.random() for _ in range(4)]
+        numpy = np.random.random_sample(4).tolist()
+    assert python != numpy
+
+
+def test_per_rank_scopes_keep_random_and_numpy_apart() -> None:
+    with deterministic(0, per_rank=True):
+        assert random.random() != np.random.rand()
 
 
 def test_distinct_seeds_give_distinct_streams() -> None:

@@ -1,0 +1,278 @@
+"""``capture()`` and ``RNGState``: the state a scope covers, as a value you can keep.
+
+A captured state holds the sources' own snapshots (fast and exact) and
+restores them through the sources. It becomes plain data only when asked
+(``state_dict()``, ``fingerprint()``, ``diff()``), through ``_state_dict``.
+A state loaded with ``from_state_dict()`` is matched against this process's
+sources when it is restored: every mismatch is found before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+from . import _scope
+from ._source import Source
+from ._sources import default_sources
+
+FORMAT: Final = "repro_ctx.RNGState"
+VERSION: Final = 1
+
+
+class StateMismatchError(ValueError):
+    """A state cannot be fully restored here; nothing was restored.
+
+    ``mismatches`` lists every reason. ``restore(strict=False)`` restores what
+    matches instead and returns the same list.
+    """
+
+    def __init__(self, mismatches: list[str]) -> None:
+        self.mismatches = mismatches
+        lines = "\n".join(f"  - {item}" for item in mismatches)
+        super().__init__(
+            f"this RNG state does not match this process, so nothing was restored "
+            f"({len(mismatches)} mismatch(es)); restore(strict=False) restores what "
+            f"matches and returns what it skipped:\n{lines}"
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Part:
+    """One source's share of a state: a live snapshot, or loaded plain data."""
+
+    name: str
+    source: Source | None
+    """The source that took ``snapshot`` in this process; ``None`` when loaded."""
+    snapshot: object
+    """The source's snapshot, or (loaded) the checked plain data."""
+    kind: str | None = None
+    """The codec kind of loaded data; ``None`` for a live snapshot."""
+
+
+class RNGState:
+    """An immutable snapshot of every RNG and flag a scope covers.
+
+    Get one from ``capture()`` or ``RNGState.from_state_dict()``.
+    """
+
+    __slots__ = ("_digests", "_parts", "_plain")
+
+    _parts: tuple[_Part, ...]
+    _plain: dict[str, tuple[str, Any]] | None
+    _digests: dict[str, dict[str, str]] | None
+
+    def __init__(self) -> None:
+        raise TypeError("RNGState objects come from capture() or RNGState.from_state_dict()")
+
+    @classmethod
+    def _create(cls, parts: tuple[_Part, ...]) -> RNGState:
+        state = object.__new__(cls)
+        object.__setattr__(state, "_parts", parts)
+        object.__setattr__(state, "_plain", None)
+        object.__setattr__(state, "_digests", None)
+        return state
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("RNGState is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("RNGState is immutable")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The names of the sources this state holds, in capture order."""
+        return tuple(part.name for part in self._parts)
+
+    # -- plain data -------------------------------------------------------
+
+    def _plain_sources(self) -> dict[str, tuple[str, Any]]:
+        """name -> (kind, plain data), converted once and kept private."""
+        if self._plain is None:
+            from ._state_dict import codec_for
+
+            out: dict[str, tuple[str, Any]] = {}
+            for part in self._parts:
+                if part.kind is not None:
+                    out[part.name] = (part.kind, part.snapshot)
+                else:
+                    codec = codec_for(part.source)
+                    out[part.name] = (codec.kind, codec.to_plain(part.source, part.snapshot))
+            object.__setattr__(self, "_plain", out)
+            return out
+        return self._plain
+
+    def _item_digests(self) -> dict[str, dict[str, str]]:
+        if self._digests is None:
+            from ._state_dict import item_digests
+
+            digests = {name: item_digests(kind, data)
+                       for name, (kind, data) in self._plain_sources().items()}
+            object.__setattr__(self, "_digests", digests)
+            return digests
+        return self._digests
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data for ``torch.save``: ``torch.load(..., weights_only=True)`` reads it.
+
+        It holds only tensors, ints, floats, strings, ``None``, bools, lists and
+        dicts, and is a fresh copy on every call.
+        """
+        from ._state_dict import copy_plain
+
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "sources": {
+                name: {"kind": kind, "state": copy_plain(data)}
+                for name, (kind, data) in self._plain_sources().items()
+            },
+        }
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Any]) -> RNGState:
+        """Read what ``state_dict()`` produced, in this or another process.
+
+        Malformed data raises ``ValueError`` (``TypeError`` if it is not a
+        mapping). Whether it matches this process is checked by ``restore``.
+        """
+        from ._state_dict import Malformed, codec_named
+
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"expected the dict RNGState.state_dict() returned, got "
+                f"{type(state_dict).__name__}"
+            )
+        if state_dict.get("format") != FORMAT:
+            raise ValueError(f"not an RNGState state dict: 'format' must be {FORMAT!r}, got "
+                             f"{state_dict.get('format')!r}")
+        if state_dict.get("version") != VERSION:
+            raise ValueError(f"unsupported RNGState state dict version "
+                             f"{state_dict.get('version')!r}; this repro_ctx reads {VERSION}")
+        sources = state_dict.get("sources")
+        if not isinstance(sources, Mapping):
+            raise ValueError("malformed RNGState state dict: 'sources' must be a dict")
+        parts: list[_Part] = []
+        for name, entry in sources.items():
+            if not isinstance(name, str) or not isinstance(entry, Mapping):
+                raise ValueError(f"malformed RNGState state dict: sources[{name!r}] must be "
+                                 "a dict with 'kind' and 'state'")
+            kind = entry.get("kind")
+            if not isinstance(kind, str) or "state" not in entry:
+                raise ValueError(f"malformed RNGState state dict: sources[{name!r}] must be "
+                                 "a dict with 'kind' and 'state'")
+            try:
+                data = codec_named(kind).check(entry["state"])
+            except Malformed as exc:
+                raise ValueError(f"malformed RNGState state dict: sources[{name!r}]: "
+                                 f"{exc}") from None
+            parts.append(_Part(name, None, data, kind))
+        return cls._create(tuple(parts))
+
+    # -- comparing ------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """A short, stable hex digest: equal exactly when the states are equal.
+
+        Stable across processes, machines and repro_ctx releases that keep
+        this state dict version.
+        """
+        from ._state_dict import digest
+
+        return digest(sorted(
+            [name, digests] for name, digests in self._item_digests().items()
+        ))
+
+    def diff(self, other: RNGState) -> list[str]:
+        """Name every source, and flag, device or generator within one, that differs."""
+        if not isinstance(other, RNGState):
+            raise TypeError(f"diff() compares two RNGState objects, got {type(other).__name__}")
+        from ._state_dict import diff_digests
+
+        return diff_digests(self._item_digests(), other._item_digests())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RNGState):
+            return NotImplemented
+        return self._item_digests() == other._item_digests()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
+
+    def __repr__(self) -> str:
+        return f"<RNGState {self.fingerprint()} of {len(self._parts)} sources>"
+
+    # -- restoring --------------------------------------------------------------
+
+    def restore(self, *, strict: bool = True) -> list[str]:
+        """Put this state back into the process's RNGs, flags and environment.
+
+        Every mismatch with this process (a source or flag missing on either
+        side, another number of devices, another generator type, ...) is
+        found first. With ``strict=True`` any mismatch raises
+        ``StateMismatchError`` (a ``ValueError``) listing them all, and
+        nothing is restored; with ``strict=False`` what matches is restored
+        and the list of what was skipped is returned. If a restore fails,
+        what was already restored is rolled back before the error propagates.
+        """
+        if strict is not True and strict is not False:
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        with _scope._lock:
+            actions, mismatches = self._plan_restore()
+            if mismatches and strict:
+                raise StateMismatchError(mismatches)
+            _apply(actions)
+        return mismatches
+
+    def _plan_restore(self) -> tuple[list[tuple[Source, object]], list[str]]:
+        from ._state_dict import check_local_device, codec_for
+
+        live = {source.name: source for source in default_sources()}
+        actions: list[tuple[Source, object]] = []
+        mismatches: list[str] = []
+        for part in self._parts:
+            if part.source is not None:
+                problems = check_local_device(part.source, part.snapshot)
+                mismatches += [f"{part.name}: {problem}" for problem in problems]
+                if not problems:
+                    actions.append((part.source, part.snapshot))
+                continue
+            source = live.get(part.name)
+            if source is None:
+                mismatches.append(f"{part.name}: no such source in this process")
+                continue
+            codec = codec_for(source)
+            if codec.kind != part.kind:
+                mismatches.append(f"{part.name}: captured as {part.kind!r}, "
+                                  f"but it is {codec.kind!r} here")
+                continue
+            resolved = codec.resolve(source, part.snapshot)
+            mismatches += [f"{part.name}: {problem}" for problem in resolved.mismatches]
+            if resolved.snapshot is not None:
+                actions.append((source, resolved.snapshot))
+        names = {part.name for part in self._parts}
+        mismatches += [f"{name}: not in this state" for name in live if name not in names]
+        return actions, mismatches
+
+
+def _apply(actions: list[tuple[Source, object]]) -> None:
+    """Restore in reverse capture order, as a scope does; undo everything on failure."""
+    done: list[Source] = []
+    before: list[object] = []
+    try:
+        for source, snapshot in reversed(actions):
+            before.append(source.capture())
+            done.append(source)
+            source.restore(snapshot)
+    except BaseException as exc:
+        _scope._restore_all(done, before, exc)
+        raise
+
+
+def capture() -> RNGState:
+    """Snapshot every RNG, flag and environment variable a scope covers."""
+    sources = default_sources()
+    with _scope._lock:
+        parts = tuple(_Part(source.name, source, source.capture()) for source in sources)
+    return RNGState._create(parts)

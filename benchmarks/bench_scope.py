@@ -168,7 +168,7 @@ def profile_sources(cycles: int = 20_000) -> None:
         start = time.perf_counter_ns()
         close_scope(open_scope(scope, plan, timed))  # type: ignore[arg-type]
         whole.append(time.perf_counter_ns() - start)
-    print(f"\nwhere one scope's time goes (median ns over {cycles} cycles, timer overhead included)")
+    print(f"\nwhere one scope's time goes (median ns over {cycles} cycles, timers included)")
     rows = sorted(timings.items(), key=lambda item: -statistics.median(item[1]))
     for name, values in rows:
         print(f"  {statistics.median(values):8.0f} ns  {name}")

@@ -11,7 +11,9 @@ Threads: RNG state and torch flags are process-wide, so scopes are
 serialised across threads. A thread that opens a scope while another thread
 has one open waits until that thread has closed all of its scopes; a thread
 re-entering its own scopes never waits. Consequently, code inside a scope
-must not wait for another thread that opens a scope.
+must not wait for another thread that opens a scope: that is a deadlock, and
+after ``WAIT_WARNING_SECONDS`` the waiting thread says so with a
+``ScopeWaitWarning`` naming both threads.
 """
 
 from __future__ import annotations
@@ -25,10 +27,46 @@ from ._source import Plan, Source
 
 _lock = threading.RLock()
 _stack: list[Activation] = []
+WAIT_WARNING_SECONDS = 10.0
+_WAIT_SLICE = 0.05
 
 
 class ScopeOrderWarning(RuntimeWarning):
     """A scope was closed while a scope opened after it was still open."""
+
+
+class ScopeWaitWarning(RuntimeWarning):
+    """A thread has waited long for another thread's scopes to close."""
+
+
+def _thread_name(ident: int | None) -> str:
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return f"thread {ident}"
+
+
+def _acquire() -> None:
+    """Take the scope lock; warn, naming both threads, if the wait looks like a deadlock."""
+    if _lock.acquire(blocking=False):
+        return
+    waited = 0.0
+    warned = False
+    while not _lock.acquire(timeout=_WAIT_SLICE):
+        waited += _WAIT_SLICE
+        if not warned and waited >= WAIT_WARNING_SECONDS:
+            warned = True
+            holder = _stack[0].thread if _stack else None
+            me = threading.current_thread().name
+            other = _thread_name(holder)
+            warnings.warn(
+                f"{me!r} has waited {waited:.0f} s to open a repro_ctx scope while "
+                f"{other!r} holds scopes open. Scopes are serialised across threads "
+                f"(RNG state is process-wide); if {other!r} is waiting for {me!r}, "
+                "this is a deadlock: do not wait inside a scope for threads that open scopes.",
+                ScopeWaitWarning,
+                stacklevel=4,
+            )
 
 
 class Activation:
@@ -58,7 +96,7 @@ def open_scope(
     If any capture, seed or restore raises, every source already touched is
     restored, the lock is released and the error propagates.
     """
-    _lock.acquire()
+    _acquire()
     activation = Activation(owner, plan, sources)
     snapshots = activation.snapshots
     try:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-import torch._inductor.config  # noqa: F401 - see below
+import torch._inductor.config  # see below
 
 from repro_ctx._flags import build_flags_source
 from repro_ctx._tf32 import TF32Source

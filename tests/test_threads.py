@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import torch
 
-from repro_ctx import deterministic
+from repro_ctx import _scope, deterministic
+from repro_ctx._scope import ScopeWaitWarning
 from tests.state import full_state
 
 
@@ -51,3 +54,29 @@ def test_a_second_thread_waits_until_the_first_thread_closes_its_scope() -> None
         inside.set()
     thread.join()
     assert events == ["main still inside", "other inside"]
+
+
+def test_a_long_wait_warns_and_names_both_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scope, "WAIT_WARNING_SECONDS", 0.1)
+    caught: list[warnings.WarningMessage] = []
+    entered = threading.Event()
+
+    def waiter() -> None:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            with deterministic(1):
+                entered.set()
+        caught.extend(records)
+
+    with deterministic(0):
+        thread = threading.Thread(target=waiter, name="waiting-worker")
+        thread.start()
+        time.sleep(0.5)  # let the worker wait past the (patched) threshold
+        assert not entered.is_set()
+    thread.join()
+    assert entered.is_set()
+    messages = [str(record.message) for record in caught if record.category is ScopeWaitWarning]
+    assert len(messages) == 1
+    assert "'waiting-worker'" in messages[0]
+    assert f"'{threading.current_thread().name}'" in messages[0]
+    assert "deadlock" in messages[0]

@@ -1,33 +1,78 @@
-"""The ``repro-ctx`` command line (also ``python -m repro_ctx``)."""
+"""The ``repro-ctx`` command line (also ``python -m repro_ctx``).
+
+``repro-ctx`` alone shows what a scope covers here and checks a training step;
+``doctor`` reports everything that decides reproducibility on this machine;
+``run`` starts a program with the seed and the variables it needs;
+``check`` runs a program several times and compares its outputs byte for byte.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._seed import ENV_SEED_VARIABLE, check_seed, hash_seed
+
+PROG = "repro-ctx"
+
+
+def seed_argument(text: str) -> int:
+    """An argparse ``type``: a seed, with the same rules and message as ``check_seed``."""
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a seed must be an int in [0, 2**64), got {text!r}"
+        ) from None
+    try:
+        return check_seed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _runs_argument(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (runs to compare), got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# repro-ctx (no command): what a scope covers here, and the self-check
+# ---------------------------------------------------------------------------
+
+
+def _print_sources(sources: Mapping[str, object], indent: str = "  ") -> None:
+    for name, detail in sources.items():
+        if isinstance(detail, dict):
+            print(f"{indent}{name}:")
+            for key, value in detail.items():
+                print(f"{indent}  {key} = {value!r}")
+        else:
+            print(f"{indent}{name}")
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ._selfcheck import run_self_check
+    from ._selfcheck import run_self_check, self_check_devices
     from ._sources import describe_sources
 
+    seed = 0 if args.report_seed is None else args.report_seed
     print("repro_ctx: what a scope captures, seeds and restores here")
-    for name, detail in describe_sources().items():
-        if isinstance(detail, dict):
-            print(f"  {name}:")
-            for key, value in detail.items():
-                print(f"    {key} = {value!r}")
-        else:
-            print(f"  {name}")
-    devices = ["cpu"]
-    import torch
-
-    if torch.cuda.is_available():
-        devices.append("cuda")
+    _print_sources(describe_sources())
     status = 0
-    print("\nself-check: a small training step, twice inside deterministic(seed=0), once outside")
-    for device in devices:
-        check = run_self_check(device, seed=args.seed)
+    print(f"\nself-check: a small training step, twice inside deterministic(seed={seed}), "
+          "once outside")
+    for device in self_check_devices():
+        check = run_self_check(device, seed=seed)
         same = "bitwise equal" if check.deterministic else "DIFFERENT"
         outside = "equal" if check.outside_matches else "different, as expected without a scope"
         print(f"  {device}: inside runs {check.first} / {check.second}: {same}")
@@ -37,21 +82,311 @@ def _report(args: argparse.Namespace) -> int:
     return status
 
 
+# ---------------------------------------------------------------------------
+# doctor
+# ---------------------------------------------------------------------------
+
+
+def doctor_report(seed: int = 0) -> dict[str, Any]:
+    """Everything ``repro-ctx doctor`` reports, as JSON-ready data."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    from ._selfcheck import run_self_check, self_check_devices
+    from ._sources import describe_sources
+
+    flags = describe_sources()  # before the self-check, which may initialise CUDA
+    checks = [run_self_check(device, seed=seed) for device in self_check_devices()]
+    cudnn: Any = torch.backends.cudnn  # untyped in torch's stubs
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": cudnn.version() if cudnn.is_available() else None,
+            "numpy": np.__version__,
+        },
+        "devices": _devices(torch),
+        "flags": flags,
+        "environment": {
+            "hash_randomization": bool(sys.flags.hash_randomization),
+            "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        },
+        "self_check": [
+            {
+                "device": check.device,
+                "seed": seed,
+                "first": check.first,
+                "second": check.second,
+                "outside": check.outside,
+                "deterministic": check.deterministic,
+            }
+            for check in checks
+        ],
+        "deterministic": all(check.deterministic for check in checks),
+    }
+
+
+def _devices(torch: Any) -> list[dict[str, object]]:
+    import platform
+
+    devices: list[dict[str, object]] = [
+        {
+            "type": "cpu",
+            "name": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        }
+    ]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            major, minor = torch.cuda.get_device_capability(index)
+            devices.append({
+                "type": "cuda",
+                "index": index,
+                "name": torch.cuda.get_device_name(index),
+                "capability": f"{major}.{minor}",
+            })
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append({"type": "mps", "name": "Apple MPS"})
+    return devices
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    report = doctor_report(seed=args.seed)
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_doctor(report)
+    return 0 if report["deterministic"] else 1
+
+
+def _unset(value: object, none: str = "unset") -> str:
+    return none if value is None else str(value)
+
+
+def _print_doctor(report: Mapping[str, Any]) -> None:
+    versions = report["versions"]
+    print("versions")
+    print(f"  python {versions['python']}, torch {versions['torch']}, "
+          f"CUDA {_unset(versions['cuda'], 'none')}, cuDNN {_unset(versions['cudnn'], 'none')}, "
+          f"NumPy {versions['numpy']}")
+    print("devices")
+    for device in report["devices"]:
+        details = ", ".join(f"{key} {value}" for key, value in device.items() if key != "type")
+        print(f"  {device['type']}: {details}")
+    print("determinism flags and sources (what a scope captures, seeds and restores)")
+    _print_sources(report["flags"])
+    env = report["environment"]
+    print("environment")
+    if env["hash_randomization"]:
+        hashing = "on: str and bytes hashes (and set order) change between runs"
+    else:
+        hashing = "off"
+    print(f"  hash randomisation: {hashing} (PYTHONHASHSEED {_unset(env['PYTHONHASHSEED'])}); "
+          f"`{PROG} run` sets PYTHONHASHSEED for the program it starts")
+    print(f"  CUBLAS_WORKSPACE_CONFIG: {_unset(env['CUBLAS_WORKSPACE_CONFIG'])}")
+    print("self-check: a small training step run twice in deterministic(seed), compared bitwise")
+    for check in report["self_check"]:
+        verdict = "bitwise equal" if check["deterministic"] else "DIFFERENT: nondeterministic"
+        print(f"  {check['device']}: {check['first']} / {check['second']}: {verdict}")
+    if report["deterministic"]:
+        print("result: reproducible here")
+    else:
+        print("result: NONDETERMINISM found: the same seeded step gave different bits")
+
+
+# ---------------------------------------------------------------------------
+# run and check
+# ---------------------------------------------------------------------------
+
+
+def child_environment(seed: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment ``run`` gives its program: hash seed, cuBLAS workspace, the seed.
+
+    ``CUBLAS_WORKSPACE_CONFIG`` is left as it is when already set.
+    """
+    from ._environment import CUBLAS_WORKSPACE_CONFIG
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONHASHSEED"] = hash_seed(seed)
+    env.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+    env[ENV_SEED_VARIABLE] = str(seed)
+    return env
+
+
+class _CommandError(Exception):
+    """The command could not be started: a one-line message and an exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's exit status as a shell reports it: 128 + N when killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _start(command: Sequence[str], env: Mapping[str, str], **kwargs: Any) -> Any:
+    try:
+        return subprocess.run(list(command), env=dict(env), check=False, **kwargs)
+    except FileNotFoundError:
+        raise _CommandError(f"command not found: {command[0]}", 127) from None
+    except PermissionError:
+        raise _CommandError(f"command not executable: {command[0]}", 126) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    completed = _start(args.command, child_environment(args.seed))
+    return _exit_status(completed.returncode)
+
+
+def _progress(message: str) -> None:
+    print(f"{PROG} check: {message}", file=sys.stderr, flush=True)
+
+
+def _check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ._outputs import Output, first_difference, set_aside
+
+    env = child_environment(args.seed)
+    paths: list[str] = args.compare
+    command: list[str] = args.command
+    for path in paths:
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise _CommandError(f"--compare {path}: not a regular file", 2)
+    _progress(f"{args.runs} runs of {shlex.join(command)} (seed {args.seed}), comparing "
+              f"{', '.join(['stdout', *paths])}")
+    with tempfile.TemporaryDirectory(prefix="repro-ctx-check-") as keep:
+        reference: list[Output] = []
+        for run in range(1, args.runs + 1):
+            _progress(f"run {run}/{args.runs} ...")
+            started = time.perf_counter()
+            with set_aside(paths):
+                completed = _start(command, env, stdout=subprocess.PIPE)
+                status = _exit_status(completed.returncode)
+                _progress(f"run {run}/{args.runs} finished in "
+                          f"{time.perf_counter() - started:.1f}s, exit status {status}")
+                if status != 0:
+                    print(f"{PROG} check: run {run} failed with exit status {status}",
+                          file=sys.stderr)
+                    return 1
+                missing = [path for path in paths if not os.path.isfile(path)]
+                if missing:
+                    print(f"{PROG} check: run {run} did not write {', '.join(missing)} "
+                          "(--compare names files that the command writes)", file=sys.stderr)
+                    return 1
+                outputs = [Output.from_bytes("stdout", completed.stdout)]
+                outputs.extend(Output.from_file(path, path) for path in paths)
+                if run == 1:
+                    reference = [output.keep(keep) for output in outputs]
+                    continue
+                for ref, out in zip(reference, outputs, strict=True):
+                    difference = first_difference(ref, out)
+                    if difference is not None:
+                        print(f"{PROG} check: run {run} differs from run 1")
+                        print(difference.describe(ref.name, f"run {run}"))
+                        return 1
+            _progress(f"run {run}/{args.runs} matched run 1")
+        sizes = ", ".join(f"{ref.name} ({ref.size} bytes)" for ref in reference)
+        print(f"{PROG} check: all {args.runs} runs matched byte for byte: {sizes}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# the parser
+# ---------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="repro-ctx",
+        prog=PROG,
         description="Scoped reproducibility for PyTorch and NumPy. With no command: show what "
         "a scope covers here and check that a training step is reproducible inside one.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for the self-check (default 0)")
-    parser.set_defaults(handler=_report)
+    parser.add_argument("--seed", dest="report_seed", type=seed_argument, default=None, metavar="N",
+                        help="seed for the self-check (default 0)")
+    parser.set_defaults(handler=_report, command_name=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    doctor = commands.add_parser(
+        "doctor", help="versions, devices, every determinism flag, and a self-check",
+        description="Report the versions of Python, torch, CUDA, cuDNN and NumPy, the devices, "
+        "every determinism flag, hash randomisation and CUBLAS_WORKSPACE_CONFIG, then run a "
+        "small training step twice in a scope (CPU, and CUDA where present) and compare the "
+        "results bitwise. Exits 1 when it finds nondeterminism.",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--seed", type=seed_argument, default=0,
+                        help="seed for the self-check (default 0)")
+    doctor.set_defaults(handler=_doctor, command_name="doctor")
+
+    run = commands.add_parser(
+        "run", help="run CMD with the seed, PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG set",
+        usage=f"{PROG} run [-h] [--seed N] -- CMD...",
+        description=f"Run CMD with {ENV_SEED_VARIABLE}=N (read it with repro_ctx.env_seed()), "
+        "PYTHONHASHSEED derived from N and CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless already "
+        "set). Exits with CMD's exit status.",
+    )
+    run.add_argument("--seed", type=seed_argument, default=0, metavar="N",
+                     help="the seed handed to CMD (default 0)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    run.set_defaults(handler=_run, command_name="run")
+
+    check = commands.add_parser(
+        "check", help="run CMD several times under `run` and compare its outputs",
+        usage=f"{PROG} check [-h] [-n RUNS] [--seed N] [--compare PATH ...] -- CMD...",
+        description="Run CMD several times under `run` (same seed each time) and compare its "
+        "stdout and the named output files byte for byte. Reports the first difference "
+        "(file, line, byte offset). Exits 0 only when every run matched.",
+    )
+    check.add_argument("-n", "--runs", type=_runs_argument, default=2,
+                       help="how many runs (at least 2, default 2)")
+    check.add_argument("--seed", type=seed_argument, default=0, metavar="N",
+                       help="the seed handed to CMD (default 0)")
+    check.add_argument("--compare", action="extend", nargs="+", default=[], metavar="PATH",
+                       help="an output file of CMD to compare too (repeatable)")
+    check.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    check.set_defaults(handler=_check, command_name="check")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``repro-ctx`` and ``python -m repro_ctx``; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] | None = None
+    if "--" in arguments:  # everything after the first `--` is the command, untouched
+        split = arguments.index("--")
+        arguments, tail = arguments[:split], arguments[split + 1 :]
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
+    args = parser.parse_args(arguments)
+    name = args.command_name
+    if name is not None and args.report_seed is not None:
+        parser.error(f"--seed goes after the command: {PROG} {name} --seed N")
+    if name in ("run", "check"):
+        if tail is not None and args.command:
+            parser.error(f"give the command once, after --: {PROG} {name} ... -- CMD...")
+        args.command = tail if tail is not None else args.command
+        if not args.command:
+            print(f"{PROG} {name}: error: no command given: {PROG} {name} [options] -- CMD...",
+                  file=sys.stderr)
+            return 2
+    elif tail is not None:
+        parser.error(f"`-- CMD` goes with `{PROG} run` or `{PROG} check`")
+    try:
+        return int(args.handler(args))
+    except _CommandError as exc:
+        print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

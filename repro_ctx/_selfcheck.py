@@ -31,7 +31,7 @@ def training_step(device: str = "cpu", steps: int = 3) -> bytes:
         batch = order[: 32 + random.randrange(8)]
         loss = torch.nn.functional.cross_entropy(model(data[batch]), target[batch])
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call, unused-ignore]
         optimizer.step()
     return b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())
 
@@ -54,6 +54,13 @@ class SelfCheck:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def self_check_devices() -> list[str]:
+    """The devices the self-check runs on here: the CPU, and CUDA where present."""
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
 def run_self_check(device: str = "cpu", seed: int = 0) -> SelfCheck:

@@ -1,0 +1,504 @@
+"""``repro-ctx`` / ``python -m repro_ctx``: the default report, doctor, run and check.
+
+Most cases call ``main([...])`` in-process (counted by coverage) and start real
+child programs; a few run the real command line in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import repro_ctx
+import repro_ctx._selfcheck
+from repro_ctx._cli import _devices, _print_doctor, child_environment, doctor_report, main
+from repro_ctx._outputs import Output, first_difference, set_aside
+from repro_ctx._seed import ENV_SEED_VARIABLE, hash_seed
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _children_import_repro_ctx(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Children find repro_ctx; the self-check's run outside a scope moves no RNG of the suite."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.delenv(ENV_SEED_VARIABLE, raising=False)
+    with repro_ctx.deterministic(None, algorithms=None, benchmark=None, tf32=None):
+        yield
+
+
+def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """The real command line, in a new interpreter."""
+    return subprocess.run([PY, "-m", "repro_ctx", *args], capture_output=True, text=True,
+                          check=False, **kwargs)
+
+
+def nondeterministic_step(device: str = "cpu", steps: int = 3) -> bytes:
+    return os.urandom(16)
+
+
+# --------------------------------------------------------------------------
+# the default job and doctor
+# --------------------------------------------------------------------------
+
+
+def test_the_default_job_reports_sources_and_a_passing_self_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "repro_ctx: what a scope captures, seeds and restores here" in out
+    assert "torch.backends.cudnn.benchmark = " in out
+    assert "cpu: inside runs " in out
+    assert "bitwise equal" in out
+
+
+def test_the_default_job_fails_on_nondeterminism(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
+    assert main(["--seed", "3"]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_doctor_reports_versions_devices_flags_environment_and_the_self_check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONHASHSEED", "123")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    assert main(["doctor", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    import numpy as np
+
+    assert f"python {sys.version.split()[0]}, torch {torch.__version__}" in out
+    assert f"NumPy {np.__version__}" in out
+    assert "cpu: name " in out
+    assert "torch.use_deterministic_algorithms (mode, warn_only) = " in out
+    assert "torch.get_float32_matmul_precision = " in out
+    expected_hashing = "on" if sys.flags.hash_randomization else "off"
+    assert f"hash randomisation: {expected_hashing}" in out
+    assert "(PYTHONHASHSEED 123)" in out
+    assert "CUBLAS_WORKSPACE_CONFIG: :16:8" in out
+    assert "cpu: " in out
+    assert "bitwise equal" in out
+    assert "result: reproducible here" in out
+
+
+def test_doctor_exits_non_zero_on_nondeterminism(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
+    assert main(["doctor"]) == 1
+    assert "NONDETERMINISM found" in capsys.readouterr().out
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["deterministic"] is False
+    assert report["self_check"][0]["deterministic"] is False
+
+
+def test_doctor_text_says_when_hash_randomisation_is_off(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = doctor_report()
+    report["environment"]["hash_randomization"] = False
+    report["environment"]["PYTHONHASHSEED"] = "0"
+    _print_doctor(report)
+    assert "hash randomisation: off (PYTHONHASHSEED 0)" in capsys.readouterr().out
+
+
+def test_doctor_json_from_the_real_command_line() -> None:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    result = cli("doctor", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["versions"]["torch"] == torch.__version__
+    assert report["versions"]["python"] == sys.version.split()[0]
+    assert set(report["versions"]) == {"python", "torch", "cuda", "cudnn", "numpy"}
+    assert report["devices"][0]["type"] == "cpu"
+    assert report["environment"] == {
+        "hash_randomization": False,
+        "PYTHONHASHSEED": "0",
+        "CUBLAS_WORKSPACE_CONFIG": None,
+    }
+    flags = report["flags"]["torch flags"]
+    assert flags["torch.backends.cudnn.benchmark"] is False
+    assert flags["torch.use_deterministic_algorithms (mode, warn_only)"] == [False, False]
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    assert [check["device"] for check in report["self_check"]] == devices
+    assert all(check["first"] == check["second"] for check in report["self_check"])
+    assert report["deterministic"] is True
+
+
+def test_devices_lists_cuda_and_mps_where_present() -> None:
+    fake = SimpleNamespace(
+        get_num_threads=lambda: 4,
+        cuda=SimpleNamespace(
+            is_available=lambda: True,
+            device_count=lambda: 2,
+            get_device_capability=lambda index: (9, index),
+            get_device_name=lambda index: f"GPU {index}",
+        ),
+        backends=SimpleNamespace(mps=SimpleNamespace(is_available=lambda: True)),
+    )
+    devices = _devices(fake)
+    assert devices[0]["type"] == "cpu"
+    assert devices[0]["threads"] == 4
+    assert devices[1:] == [
+        {"type": "cuda", "index": 0, "name": "GPU 0", "capability": "9.0"},
+        {"type": "cuda", "index": 1, "name": "GPU 1", "capability": "9.1"},
+        {"type": "mps", "name": "Apple MPS"},
+    ]
+
+
+# --------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------
+
+SHOW_ENV = (
+    "import os, repro_ctx; "
+    "print(repro_ctx.env_seed(), os.environ['PYTHONHASHSEED'], "
+    "os.environ['CUBLAS_WORKSPACE_CONFIG'], hash('repro'))"
+)
+
+
+def test_run_hands_the_seed_hash_seed_and_cublas_config_to_the_program(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    assert main(["run", "--seed", "5", "--", PY, "-c", SHOW_ENV]) == 0
+    first = capfd.readouterr().out.split()
+    assert first[:3] == ["5", hash_seed(5), ":4096:8"]
+    assert main(["run", "--seed", "5", PY, "-c", SHOW_ENV]) == 0  # `--` is optional
+    assert capfd.readouterr().out.split() == first  # same hash(): PYTHONHASHSEED is fixed
+    assert main(["run", "--", PY, "-c", SHOW_ENV]) == 0
+    assert capfd.readouterr().out.split()[:2] == ["0", hash_seed(0)]
+    assert ENV_SEED_VARIABLE not in os.environ
+
+
+def test_run_keeps_a_cublas_config_already_set(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    assert main(["run", "--seed", str(2**64 - 1), "--", PY, "-c", SHOW_ENV]) == 0
+    assert capfd.readouterr().out.split()[:3] == [str(2**64 - 1), hash_seed(2**64 - 1), ":16:8"]
+
+
+def test_child_environment_does_not_touch_the_base() -> None:
+    base = {"PATH": "/bin", "PYTHONHASHSEED": "7"}
+    env = child_environment(9, base)
+    assert base == {"PATH": "/bin", "PYTHONHASHSEED": "7"}
+    assert env == {"PATH": "/bin", "PYTHONHASHSEED": hash_seed(9),
+                   "CUBLAS_WORKSPACE_CONFIG": ":4096:8", ENV_SEED_VARIABLE: "9"}
+
+
+def test_the_seed_drives_a_deterministic_scope_in_the_program(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    program = ("import random, repro_ctx\n"
+               "with repro_ctx.deterministic(seed=repro_ctx.env_seed()):\n"
+               "    print(random.random())")
+    assert main(["run", "--seed", "12", "--", PY, "-c", program]) == 0
+    assert float(capfd.readouterr().out) == random.Random(12).random()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("abc", "ValueError: REPRO_CTX_SEED must be an int in [0, 2**64), got 'abc'"),
+        ("-1", "ValueError: REPRO_CTX_SEED must be in [0, 2**64), got -1"),
+        (str(2**64), f"ValueError: REPRO_CTX_SEED must be in [0, 2**64), got {2**64}"),
+    ],
+)
+def test_a_bad_seed_in_the_environment_gets_the_bad_seed_error(value: str, error: str) -> None:
+    env = {**os.environ, ENV_SEED_VARIABLE: value}
+    result = subprocess.run([PY, "-c", "import repro_ctx; repro_ctx.env_seed()"], env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == error
+    with pytest.raises(ValueError, match=re.escape("seed must be in [0, 2**64), got -1")):
+        repro_ctx.deterministic(seed=-1)
+
+
+def test_run_passes_the_exit_status_on() -> None:
+    assert main(["run", "--", PY, "-c", "raise SystemExit(7)"]) == 7
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_a_program_killed_by_a_signal_exits_like_a_shell_reports_it() -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    assert main(["run", "--", PY, "-c", code]) == 128 + signal.SIGTERM
+
+
+def test_run_from_the_real_command_line() -> None:
+    result = cli("run", "--seed", "3", "--", PY, "-c", SHOW_ENV + "; raise SystemExit(4)")
+    assert result.returncode == 4
+    assert result.stdout.split()[:3] == ["3", hash_seed(3), ":4096:8"]
+
+
+# --------------------------------------------------------------------------
+# usage errors
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run"], ["run", "--"], ["run", "--seed", "1"], ["check", "--compare", "out.txt"],
+     ["check", "-n", "3", "--"]],
+)
+def test_a_missing_command_is_a_one_line_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "error: no command given" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--seed", "x", "--", "true"], "a seed must be an int in [0, 2**64), got 'x'"),
+        (["run", "--seed", "-3", "--", "true"], "seed must be in [0, 2**64), got -3"),
+        (["check", "-n", "1", "--", "true"], "must be at least 2"),
+        (["check", "-n", "two", "--", "true"], "must be an integer >= 2, got 'two'"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["doctor", "--colour"], "unrecognized arguments: --colour"),
+        (["--seed", "1", "doctor"], "--seed goes after the command: repro-ctx doctor --seed N"),
+        (["doctor", "--", "true"], "`-- CMD` goes with `repro-ctx run` or `repro-ctx check`"),
+        (["run", "true", "--", "false"], "give the command once, after --"),
+    ],
+)
+def test_bad_usage_is_an_argparse_error_with_exit_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: repro-ctx")
+    assert message in err
+
+
+def test_bad_usage_from_the_real_command_line() -> None:
+    result = cli("check", "-n", "0", "--", "true")
+    assert result.returncode == 2
+    assert "argument -n/--runs: must be at least 2" in result.stderr
+    result = cli("run")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_command_that_cannot_start_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--", str(tmp_path / "no-such-program")]) == 127
+    err = capsys.readouterr().err
+    assert err == f"repro-ctx run: error: command not found: {tmp_path / 'no-such-program'}\n"
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    if os.access(script, os.X_OK):  # pragma: no cover - running as a user that ignores modes
+        pytest.skip("the file is executable for this user")
+    assert main(["check", "--", str(script)]) == 126
+    assert "error: command not executable" in capsys.readouterr().err
+
+
+def test_an_interrupt_exits_with_status_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "run", interrupted)
+    assert main(["run", "--", "true"]) == 130
+
+
+# --------------------------------------------------------------------------
+# check
+# --------------------------------------------------------------------------
+
+WRITER = """\
+import os, random, sys
+import repro_ctx
+out = sys.argv[1]
+values = [random.Random(repro_ctx.env_seed()).random() for _ in range(3)]
+print("header")
+print(sorted({"alpha", "beta", "gamma", "delta"}, key=hash))  # order depends on PYTHONHASHSEED
+print(values)
+noise = sys.argv[2] if len(sys.argv) > 2 else ""
+with open(out, "w") as f:
+    f.write("line one\\nline two\\n")
+    f.write(os.urandom(4).hex() if noise == "file" else "stable")
+if noise == "stdout":
+    print("tail", os.urandom(4).hex())
+"""
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Path:
+    path = tmp_path / "writer.py"
+    path.write_text(WRITER)
+    return path
+
+
+def test_check_passes_when_every_run_matches(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("from an earlier run")
+    status = main(["check", "-n", "3", "--seed", "4", "--compare", str(out), "--",
+                   PY, str(writer), str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured
+    assert captured.out.startswith("repro-ctx check: all 3 runs matched byte for byte: stdout (")
+    assert f"{out} (" in captured.out
+    for run in (1, 2, 3):
+        assert f"repro-ctx check: run {run}/3 " in captured.err
+    assert "run 3/3 matched run 1" in captured.err
+    assert out.read_text() == "line one\nline two\nstable"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.txt", "writer.py"]
+
+
+def test_check_reports_the_first_difference_in_stdout(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    assert main(["check", "--", PY, str(writer), str(out), "stdout"]) == 1
+    captured = capsys.readouterr().out
+    lines = captured.splitlines()
+    assert lines[0] == "repro-ctx check: run 2 differs from run 1"
+    header = "header\n"
+    second = len(header) + len(str(sorted({"alpha", "beta", "gamma", "delta"}))) + 1
+    assert lines[1].startswith("  stdout: first difference at line 4, column ")
+    offset = int(lines[1].rsplit("byte offset ", 1)[1].rstrip(")"))
+    assert offset > second
+    assert lines[2].startswith("    run 1: b'tail ")
+    assert lines[3].startswith("    run 2: b'tail ")
+
+
+def test_check_reports_the_first_difference_in_a_compared_file(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    assert main(["check", "--compare", str(out), "--", PY, str(writer), str(out), "file"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    first_byte = len("line one\nline two\n")
+    assert lines[1].startswith(f"  {out}: first difference at line 3, column ")
+    column = int(lines[1].split("column ")[1].split()[0])
+    assert lines[1].endswith(f"(byte offset {first_byte + column - 1})")
+
+
+def test_check_fails_when_a_run_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--", PY, "-c", "raise SystemExit(3)"]) == 1
+    assert "repro-ctx check: run 1 failed with exit status 3" in capsys.readouterr().err
+
+
+def test_check_fails_when_a_compared_file_is_not_written_and_keeps_the_old_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "kept.txt"
+    kept.write_text("precious")
+    missing = tmp_path / "missing.txt"
+    status = main(["check", "--compare", str(kept), str(missing), "--", PY, "-c", "print(1)"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"run 1 did not write {kept}, {missing} (--compare names files" in err
+    assert kept.read_text() == "precious"
+    assert not missing.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.txt"]
+
+
+def test_check_rejects_a_directory_to_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--compare", str(tmp_path), "--", "true"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_check_from_the_real_command_line(writer: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    result = cli("check", "--compare", str(out), "--", PY, str(writer), str(out))
+    assert result.returncode == 0, result.stderr
+    assert "all 2 runs matched" in result.stdout
+    assert "run 2/2" in result.stderr
+
+
+# --------------------------------------------------------------------------
+# locating the first difference
+# --------------------------------------------------------------------------
+
+
+def brute_force(a: bytes, b: bytes) -> tuple[int, int, int] | None:
+    if a == b:
+        return None
+    offset = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    line_start = a.rfind(b"\n", 0, offset) + 1
+    return offset, a.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+@given(
+    st.binary(max_size=40).map(lambda data: data.replace(b"\x00", b"\n")),
+    st.binary(max_size=40).map(lambda data: data.replace(b"\x00", b"\n")),
+    st.integers(1, 8),
+)
+def test_first_difference_finds_offset_line_and_column_across_chunks(
+    a: bytes, b: bytes, chunk: int
+) -> None:
+    for x, y in [(a, b), (a, a + b), (a + b, a)]:
+        found = first_difference(Output.from_bytes("x", x), Output.from_bytes("y", y), chunk)
+        expected = brute_force(x, y)
+        if expected is None:
+            assert found is None
+        else:
+            assert found is not None
+            assert (found.offset, found.line, found.column) == expected
+
+
+def test_a_difference_is_shown_with_its_line(tmp_path: Path) -> None:
+    reference = tmp_path / "a"
+    reference.write_bytes(b"one\ntwo three\nfour")
+    other = Output.from_bytes("b", b"one\ntwo THREE\nfour")
+    difference = first_difference(Output.from_file("a", str(reference)), other)
+    assert difference is not None
+    assert difference.describe("out", "run 2") == (
+        "  out: first difference at line 2, column 5 (byte offset 8)\n"
+        "    run 1: b'two three'\n"
+        "    run 2: b'two THREE'"
+    )
+    shorter = first_difference(Output.from_bytes("a", b"abc"), Output.from_bytes("b", b"ab"))
+    assert shorter is not None
+    assert shorter.describe("stdout", "run 3").splitlines()[1:] == [
+        "    run 1: b'abc'", "    run 3: b'ab'"
+    ]
+    empty = first_difference(Output.from_bytes("a", b""), Output.from_bytes("b", b"x"))
+    assert empty is not None
+    assert "run 1: <end of output>" in empty.describe("stdout", "run 2")
+
+
+def test_set_aside_restores_unwritten_files_and_keeps_written_ones(tmp_path: Path) -> None:
+    old = tmp_path / "old.txt"
+    old.write_text("old")
+    rewritten = tmp_path / "rewritten.txt"
+    rewritten.write_text("before")
+    with set_aside([str(old), str(rewritten), str(tmp_path / "new.txt")]):
+        assert not old.exists()
+        assert not rewritten.exists()
+        rewritten.write_text("after")
+    assert old.read_text() == "old"
+    assert rewritten.read_text() == "after"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["old.txt", "rewritten.txt"]

@@ -1,57 +1,287 @@
-"""``reproducible``: the decorator face. Each call runs in a fresh scope."""
+"""``reproducible``: the decorator face. Each call runs in its own scope.
+
+A plain function's call is one scope. A generator, coroutine or async
+generator gets a scope that follows its body through every suspension
+(``_function_scopes``). A ``unittest.TestCase`` subclass gets one scope per
+test. Every kind goes through ``open_scope``/``close_scope``; the
+``deterministic`` object built here only validates the options once and
+provides the sources and the plan.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 import wrapt
 
 from ._deterministic import deterministic
-from ._source import Algorithms
+from ._function_scopes import (
+    FunctionScope,
+    ScopedCoroutine,
+    ScopedGenerator,
+    scoped_async_generator,
+)
+from ._scope import close_scope, open_scope
+from ._seed import check_seed, current_rank, rank_seed
+from ._source import Algorithms, Plan
+
+if TYPE_CHECKING:
+    import unittest
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_TestCaseT = TypeVar("_TestCaseT", bound="type[unittest.TestCase]")
+
+SeedCallable: TypeAlias = Callable[..., "int | None"]
+PlanFor: TypeAlias = Callable[[object, tuple[Any, ...], dict[str, Any]], Plan]
+
+_SUPPORTED = (
+    "@reproducible decorates a function, method, classmethod, staticmethod, generator "
+    "function, coroutine function, async generator function, or a unittest.TestCase "
+    "subclass (each test runs in its own scope)"
+)
 
 
 def reproducible(
-    seed: int | None = 0,
+    seed: int | SeedCallable | None = 0,
     *,
     algorithms: Algorithms = True,
     benchmark: bool | None = False,
     tf32: bool | None = False,
     fill_uninitialized_memory: bool | None = None,
     generators: Iterable[object] = (),
-) -> Callable[[_F], _F]:
+    per_rank: bool = False,
+) -> ScopeDecorator:
     """Run every call of the decorated callable in its own ``deterministic`` scope.
 
     Every call starts from the same seeded state, so every call gives the same
     results, and the caller's RNG state and flags are untouched afterwards.
-    Works on functions, methods, classmethods and staticmethods, and keeps
-    ``__name__``, ``__doc__``, ``__wrapped__`` and the signature.
+    Generators, coroutines and async generators keep their scope only while
+    their own code runs: the caller's state is swapped back at every ``yield``
+    and every ``await`` that suspends. ``seed`` may be a callable that takes
+    the call's arguments (``self`` included for methods) and returns the seed
+    of that call. Works on functions, methods, classmethods and staticmethods,
+    and keeps ``__name__``, ``__doc__``, ``__wrapped__`` and the signature.
     """
-    scope = deterministic(
+    return ScopeDecorator(
         seed,
         algorithms=algorithms,
         benchmark=benchmark,
         tf32=tf32,
         fill_uninitialized_memory=fill_uninitialized_memory,
         generators=generators,
+        per_rank=per_rank,
     )
 
-    @wrapt.decorator  # type: ignore[untyped-decorator]
-    def run_in_scope(
+
+class ScopeDecorator:
+    """What ``reproducible(...)`` returns; validated once, applied to any number of callables."""
+
+    __slots__ = ("_plan_for", "_scope", "_seed_of")
+
+    def __init__(
+        self,
+        seed: int | SeedCallable | None,
+        *,
+        algorithms: Algorithms,
+        benchmark: bool | None,
+        tf32: bool | None,
+        fill_uninitialized_memory: bool | None,
+        generators: Iterable[object],
+        per_rank: bool,
+    ) -> None:
+        self._seed_of = seed_of = seed if callable(seed) else None
+        self._scope = scope = deterministic(
+            None if seed_of is not None else cast("int | None", seed),
+            algorithms=algorithms,
+            benchmark=benchmark,
+            tf32=tf32,
+            fill_uninitialized_memory=fill_uninitialized_memory,
+            generators=generators,
+            per_rank=per_rank,
+        )
+        self._plan_for = _fixed_plan(scope) if seed_of is None else _called_plan(scope, seed_of)
+
+    @overload
+    def __call__(self, func: _TestCaseT) -> _TestCaseT: ...
+
+    @overload
+    def __call__(self, func: _F) -> _F: ...
+
+    @overload
+    def __call__(self, func: classmethod[_T, _P, _R]) -> classmethod[_T, _P, _R]: ...
+
+    def __call__(self, func: Any) -> Any:
+        if isinstance(func, type):
+            return _decorate_testcase(func, self._scope, self._plan_for)
+        target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+        if not callable(target):
+            raise TypeError(f"{_SUPPORTED}; got {type(func).__name__} {func!r}")
+        if inspect.isasyncgenfunction(target):
+            wrapper = _async_generator_call(self._scope, self._plan_for)
+        elif inspect.iscoroutinefunction(target):
+            wrapper = _coroutine_call(self._scope, self._plan_for)
+        elif inspect.isgeneratorfunction(target):
+            wrapper = _generator_call(self._scope, self._plan_for)
+        else:
+            wrapper = _plain_call(self._scope, self._plan_for)
+        return wrapt.FunctionWrapper(func, wrapper)
+
+    def __repr__(self) -> str:
+        per_call = "" if self._seed_of is None else f", seed computed per call by {self._seed_of!r}"
+        return f"<reproducible decorator: {self._scope!r}{per_call}>"
+
+
+def _fixed_plan(scope: deterministic) -> PlanFor:
+    def plan_for(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
+        return scope.effective_plan()
+
+    return plan_for
+
+
+def _called_plan(scope: deterministic, seed_of: SeedCallable) -> PlanFor:
+    """Each call's plan: the validated one, with the seed ``seed_of`` computes from the call.
+
+    Plans are cached per (seed, rank): a per-sample seed repeats across epochs,
+    and ``rank_seed`` costs a ``SeedSequence``.
+    """
+    base = scope.plan
+    per_rank = scope.per_rank
+    name = getattr(seed_of, "__qualname__", repr(seed_of))
+
+    @functools.lru_cache(maxsize=1024)
+    def plan_with(seed: int | None, rank: int | None) -> Plan:
+        if seed is not None and rank is not None:
+            seed = rank_seed(seed, rank)
+        return dataclasses.replace(base, seed=seed)
+
+    def plan_for(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
+        value = seed_of(*args, **kwargs) if instance is None else seed_of(instance, *args, **kwargs)
+        if value is not None:
+            try:
+                value = check_seed(value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc} (returned by the seed callable {name})") from None
+        return plan_with(value, current_rank() if per_rank else None)
+
+    return plan_for
+
+
+# The wrappers below have wrapt's (wrapped, instance, args, kwargs) signature.
+# ``instance`` is ``self`` for a method and the class for a classmethod; a
+# callable seed receives it first, as the decorated function does.
+
+
+def _plain_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
+    sources = scope.sources
+
+    def call(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        with scope:
-            return wrapped(*args, **kwargs)
+        activation = open_scope(scope, plan_for(instance, args, kwargs), sources())
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            close_scope(activation, error=exc)
+            raise
+        close_scope(activation)
+        return result
 
-    def decorate(func: _F) -> _F:
-        if not callable(func) and not isinstance(func, (classmethod, staticmethod)):
-            raise TypeError(
-                f"@reproducible decorates a function, method, classmethod or staticmethod, "
-                f"got {type(func).__name__}"
-            )
-        return run_in_scope(func)  # type: ignore[no-any-return]
+    return call
 
-    return decorate
+
+def _generator_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
+    def call(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        function_scope = FunctionScope(scope, plan_for(instance, args, kwargs), scope.sources())
+        return ScopedGenerator.call(function_scope, wrapped, args, kwargs)
+
+    return call
+
+
+def _coroutine_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
+    def call(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        function_scope = FunctionScope(scope, plan_for(instance, args, kwargs), scope.sources())
+        return ScopedCoroutine.call(function_scope, wrapped, args, kwargs)
+
+    return call
+
+
+def _async_generator_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
+    def call(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        function_scope = FunctionScope(scope, plan_for(instance, args, kwargs), scope.sources())
+        inner = wrapped(*args, **kwargs)
+        outer: Any = scoped_async_generator(inner, function_scope)
+        outer.__name__, outer.__qualname__ = inner.__name__, inner.__qualname__
+        return outer
+
+    return call
+
+
+def _decorate_testcase(cls: type, scope: deterministic, plan_for: PlanFor) -> type:
+    """Give each test of a ``TestCase`` subclass its own scope, and setUpClass/tearDownClass theirs.
+
+    The test's scope spans ``TestCase.run``: setUp, the test method, tearDown
+    and the cleanups all run inside it, and it is closed in every case (a
+    failing setUp included). Only tests whose method name has the loader's
+    ``testMethodPrefix`` are scoped. A callable seed receives the test case
+    (the class, for setUpClass and tearDownClass).
+    """
+    unittest_module = sys.modules.get("unittest")  # a TestCase subclass implies it is imported
+    if unittest_module is None or not issubclass(cls, unittest_module.TestCase):
+        raise TypeError(
+            f"{_SUPPORTED}; got class {cls.__qualname__}. "
+            "To scope the methods of any other class, decorate the methods."
+        )
+    prefix: str = unittest_module.TestLoader.testMethodPrefix
+    base_run = cast("type[unittest.TestCase]", cls).run
+
+    def run(self: unittest.TestCase, result: Any = None) -> Any:
+        if not self._testMethodName.startswith(prefix):
+            return base_run(self, result)
+        return _in_scope(scope, plan_for(None, (self,), {}), base_run, self, result)
+
+    run.__wrapped__ = base_run  # type: ignore[attr-defined]
+    setattr(cls, "run", run)  # noqa: B010 - cls is any TestCase subclass
+    for name in ("setUpClass", "tearDownClass"):
+        setattr(cls, name, classmethod(_scoped_class_hook(cls, name, scope, plan_for)))
+    return cls
+
+
+def _scoped_class_hook(
+    cls: type, name: str, scope: deterministic, plan_for: PlanFor
+) -> Callable[[type], None]:
+    hook = inspect.getattr_static(cls, name)  # the classmethod itself, own or inherited
+
+    def scoped(klass: type) -> None:
+        _in_scope(scope, plan_for(None, (klass,), {}), hook.__get__(None, klass))
+
+    scoped.__name__ = scoped.__qualname__ = name
+    return scoped
+
+
+def _in_scope(scope: deterministic, plan: Plan, function: Callable[..., _R], *args: Any) -> _R:
+    activation = open_scope(scope, plan, scope.sources())
+    try:
+        result = function(*args)
+    except BaseException as exc:
+        close_scope(activation, error=exc)
+        raise
+    close_scope(activation)
+    return result

@@ -38,10 +38,17 @@ class EnvironmentSource:
                 os.environ["PYTHONHASHSEED"] = value
 
     def restore(self, snapshot: object) -> None:
+        self.restore_from(self.capture(), snapshot)
+
+    def restore_from(self, current: object, snapshot: object) -> None:
+        """Restore ``snapshot`` given ``current``, the state just captured."""
+        assert isinstance(current, tuple)
         assert isinstance(snapshot, tuple)
+        if current == snapshot:
+            return
         environ = os.environ
-        for name, value in zip(self.variables, snapshot):
-            if environ.get(name) != value:
+        for name, now, value in zip(self.variables, current, snapshot):
+            if now != value:
                 if value is None:
                     del environ[name]
                 else:

@@ -63,8 +63,12 @@ class FlagsSource:
                 flags[index].set(value)
 
     def restore(self, snapshot: object) -> None:
+        self.restore_from(self.capture(), snapshot)
+
+    def restore_from(self, current: object, snapshot: object) -> None:
+        """Restore ``snapshot`` given ``current``, the state just captured."""
+        assert isinstance(current, tuple)
         assert isinstance(snapshot, tuple)
-        current = self.capture()
         if current == snapshot:
             return
         for flag, now, value in zip(self.flags, current, snapshot):

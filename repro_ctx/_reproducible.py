@@ -49,8 +49,14 @@ _SUPPORTED = (
 )
 
 
+@overload
+def reproducible(func: _F, /) -> _F: ...
+
+
+@overload
 def reproducible(
-    seed: int | SeedCallable | None = 0,
+    seed: int | None = 0,
+    /,
     *,
     algorithms: Algorithms = True,
     benchmark: bool | None = False,
@@ -58,27 +64,66 @@ def reproducible(
     fill_uninitialized_memory: bool | None = None,
     generators: Iterable[object] = (),
     per_rank: bool = False,
-) -> ScopeDecorator:
+) -> ScopeDecorator: ...
+
+
+@overload
+def reproducible(
+    *,
+    seed: int | SeedCallable | None = 0,
+    algorithms: Algorithms = True,
+    benchmark: bool | None = False,
+    tf32: bool | None = False,
+    fill_uninitialized_memory: bool | None = None,
+    generators: Iterable[object] = (),
+    per_rank: bool = False,
+) -> ScopeDecorator: ...
+
+
+def reproducible(*args: Any, **options: Any) -> Any:
     """Run every call of the decorated callable in its own ``deterministic`` scope.
 
     Every call starts from the same seeded state, so every call gives the same
     results, and the caller's RNG state and flags are untouched afterwards.
     Generators, coroutines and async generators keep their scope only while
     their own code runs: the caller's state is swapped back at every ``yield``
-    and every ``await`` that suspends. ``seed`` may be a callable that takes
-    the call's arguments (``self`` included for methods) and returns the seed
-    of that call. Works on functions, methods, classmethods and staticmethods,
-    and keeps ``__name__``, ``__doc__``, ``__wrapped__`` and the signature.
+    and every ``await`` that suspends. Works on functions, methods,
+    classmethods and staticmethods, and keeps ``__name__``, ``__doc__``,
+    ``__wrapped__`` and the signature.
+
+    The seed is an int (positional or ``seed=``), or, computed per call from
+    the call's arguments (``self`` included for methods), a callable passed
+    as ``seed=``. A positional callable is the function to decorate: bare
+    ``@reproducible`` means ``@reproducible(seed=0)``.
     """
-    return ScopeDecorator(
-        seed,
-        algorithms=algorithms,
-        benchmark=benchmark,
-        tf32=tf32,
-        fill_uninitialized_memory=fill_uninitialized_memory,
-        generators=generators,
-        per_rank=per_rank,
-    )
+    if len(args) > 1:
+        raise TypeError(
+            f"reproducible() takes at most one positional argument (the seed), got {len(args)}"
+        )
+    if args:
+        first = args[0]
+        if "seed" in options:
+            raise TypeError("reproducible() got the seed both positionally and as seed=")
+        if callable(first) or isinstance(first, (classmethod, staticmethod)):
+            if options:
+                raise TypeError(
+                    "a positional callable is the function to decorate (bare @reproducible); "
+                    "pass a per-call seed function as seed=..."
+                )
+            return ScopeDecorator(**_DEFAULTS)(first)
+        options["seed"] = first
+    return ScopeDecorator(**{**_DEFAULTS, **options})
+
+
+_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "algorithms": True,
+    "benchmark": False,
+    "tf32": False,
+    "fill_uninitialized_memory": None,
+    "generators": (),
+    "per_rank": False,
+}
 
 
 class ScopeDecorator:

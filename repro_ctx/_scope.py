@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from ._source import Plan, Source
+from ._source import Plan, Source, swap
 
 _lock = threading.RLock()
 _stack: list[Activation] = []
@@ -107,8 +107,7 @@ def open_scope(
                 source.seed(snapshot, plan)
         else:
             for source, inside in zip(sources, resume):
-                snapshots.append(source.capture())
-                source.restore(inside)
+                snapshots.append(swap(source, inside))
     except BaseException as exc:
         try:
             _restore_all(sources, snapshots, exc)
@@ -133,19 +132,31 @@ def close_scope(
         raise RuntimeError("this scope activation is already closed")
     activation.closed = True
     try:
+        if _stack[-1] is activation:
+            _stack.pop()
+            if keep:
+                return _swap_out(activation)
+            _restore_all(activation.sources, activation.snapshots, error)
+            return None
         inside = [source.capture() for source in activation.sources] if keep else None
-    except BaseException as exc:
-        error = exc
-        raise
+        _hand_on(activation, _stack.index(activation))
+        return inside
     finally:
-        try:
-            if _stack[-1] is activation:
-                _stack.pop()
-                _restore_all(activation.sources, activation.snapshots, error)
-            else:
-                _hand_on(activation, _stack.index(activation))
-        finally:
-            _lock.release()
+        _lock.release()
+
+
+def _swap_out(activation: Activation) -> list[object]:
+    """Restore the entry state and return the inside state, one swap per source."""
+    sources, snapshots = activation.sources, activation.snapshots
+    inside: list[object] = [None] * len(snapshots)
+    index = len(snapshots) - 1
+    try:
+        while index >= 0:
+            inside[index] = swap(sources[index], snapshots[index])
+            index -= 1
+    except BaseException as exc:
+        _restore_all(sources[: index + 1], snapshots[: index + 1], exc)
+        raise
     return inside
 
 

@@ -8,6 +8,7 @@ adding one small source, never editing the scope.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -44,3 +45,26 @@ class Source(Protocol):
     def seed(self, snapshot: object, plan: Plan) -> None: ...
 
     def restore(self, snapshot: object) -> None: ...
+
+
+def swap(source: Source, snapshot: object) -> object:
+    """Capture ``source``, restore ``snapshot``, and return what was captured.
+
+    What a suspending or resuming scope does to each source. A source whose
+    restore has to read the current state first (flags, environment) may
+    offer ``restore_from(current, snapshot)`` to reuse the capture instead of
+    reading everything twice. If the restore fails, the captured state is put
+    back before the error propagates, so the source is never left half-swapped.
+    """
+    current = source.capture()
+    restore_from = getattr(source, "restore_from", None)
+    try:
+        if restore_from is not None:
+            restore_from(current, snapshot)
+        else:
+            source.restore(snapshot)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            source.restore(current)
+        raise
+    return current

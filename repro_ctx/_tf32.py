@@ -105,21 +105,30 @@ class TF32Source:
                 self._set_node(backend, op, value)
 
     def restore(self, snapshot: object) -> None:
+        self.restore_from(self.capture(), snapshot)
+
+    def restore_from(self, current: object, snapshot: object) -> None:
+        """Restore ``snapshot`` given ``current``, the state just captured."""
+        assert isinstance(current, TF32Snapshot)
         assert isinstance(snapshot, TF32Snapshot)
+        legacy_written = False
         if (
             snapshot.matmul_precision is not None
-            and _try(self._get_precision) != snapshot.matmul_precision
+            and current.matmul_precision != snapshot.matmul_precision
         ):
             self._set_precision(snapshot.matmul_precision)
+            legacy_written = True
         if (
             snapshot.cudnn_allow_tf32 is not None
-            and _try(self._get_cudnn) != snapshot.cudnn_allow_tf32
+            and current.cudnn_allow_tf32 != snapshot.cudnn_allow_tf32
         ):
             self._set_cudnn(snapshot.cudnn_allow_tf32)
-        if self._nodes:
-            get = self._get_node
-            for (backend, op), value in zip(self._nodes, snapshot.nodes):
-                if get(backend, op) != value:
+            legacy_written = True
+        # the legacy setters also move the nodes: read them again after one
+        nodes = self._read_nodes() if legacy_written else current.nodes
+        if nodes != snapshot.nodes:
+            for (backend, op), now, value in zip(self._nodes, nodes, snapshot.nodes):
+                if now != value:
                     self._set_node(backend, op, value)
 
     def describe(self) -> dict[str, object]:

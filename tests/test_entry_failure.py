@@ -86,3 +86,70 @@ def test_a_failing_restore_is_reported_and_the_rest_still_restored() -> None:
         arm_and_raise()
     FailsOnRestore.armed = False
     assert full_state() == before
+
+
+class _Box:
+    """A minimal source over one value, whose restore can be made to fail."""
+
+    name = "box"
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.fail_restores = 0
+
+    def capture(self) -> object:
+        return self.value
+
+    def seed(self, snapshot: object, plan: object) -> None:
+        self.value = 100
+
+    def restore(self, snapshot: object) -> None:
+        if self.fail_restores:
+            self.fail_restores -= 1
+            self.value = -1  # a half-done write
+            raise OSError("restore failed")
+        assert isinstance(snapshot, int)
+        self.value = snapshot
+
+
+def test_a_failing_swap_puts_the_captured_state_back() -> None:
+    from repro_ctx._source import swap
+
+    box = _Box()
+    box.value = 5
+    box.fail_restores = 1
+    with pytest.raises(OSError, match="restore failed"):
+        swap(box, 7)  # type: ignore[arg-type]
+    assert box.value == 5
+
+
+def test_a_failing_suspension_restores_every_source_and_releases_the_lock() -> None:
+    from repro_ctx._scope import close_scope, open_scope
+
+    first, second = _Box(), _Box()
+    plan = deterministic(0).plan
+    activation = open_scope("owner", plan, [first, second])  # type: ignore[list-item]
+    assert (first.value, second.value) == (100, 100)
+    second.fail_restores = 1  # the swap of the last source fails, then its retry works
+    with pytest.raises(OSError, match="restore failed"):
+        close_scope(activation, keep=True)
+    assert (first.value, second.value) == (0, 0)
+    assert open_activations() == ()
+    with deterministic(1):  # the lock was released
+        pass
+
+
+def test_a_failing_resume_rolls_back() -> None:
+    from repro_ctx._scope import close_scope, open_scope
+
+    first, second = _Box(), _Box()
+    plan = deterministic(0).plan
+    activation = open_scope("owner", plan, [first, second])  # type: ignore[list-item]
+    inside = close_scope(activation, keep=True)
+    assert inside == [100, 100]
+    first.value, second.value = 1, 2
+    second.fail_restores = 1
+    with pytest.raises(OSError, match="restore failed"):
+        open_scope("owner", plan, [first, second], resume=inside)  # type: ignore[list-item]
+    assert (first.value, second.value) == (1, 2)
+    assert open_activations() == ()

@@ -15,6 +15,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from repro_ctx import deterministic, register, unregister
@@ -39,6 +40,7 @@ def _cycles(scope: deterministic, count: int) -> None:
             pass
 
 
+@pytest.mark.slow
 def test_a_million_enter_exit_cycles_do_not_grow_memory() -> None:
     generator = np.random.default_rng(0)
     register(generator)

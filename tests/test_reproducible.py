@@ -81,3 +81,45 @@ def test_recursion_through_the_decorator() -> None:
 
     values = recurse(3)
     assert len(set(values)) == 1
+
+
+def test_bare_decorator_means_seed_zero() -> None:
+    @reproducible
+    def bare(n: int) -> list[float]:
+        return torch.rand(n).tolist()
+
+    torch.manual_seed(0)
+    expected = torch.rand(3).tolist()
+    torch.manual_seed(9)
+    before = rng_state()
+    assert bare(3) == expected
+    assert bare.__name__ == "bare"
+    assert rng_state() == before
+
+
+def test_positional_int_seed_and_keyword_callable_seed() -> None:
+    @reproducible(4)
+    def fixed() -> float:
+        return random.random()
+
+    @reproducible(seed=lambda n: n)
+    def per_call(n: int) -> float:
+        return random.random()
+
+    random.seed(4)
+    assert fixed() == random.random()
+    random.seed(7)
+    assert per_call(7) == random.random()
+
+
+def test_ambiguous_positional_forms_are_refused() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="pass a per-call seed function as seed="):
+        reproducible(lambda n: n, algorithms=False)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="both positionally and as seed="):
+        reproducible(1, seed=2)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="at most one positional"):
+        reproducible(1, 2)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        reproducible(seed=1, bogus=True)  # type: ignore[call-overload]

@@ -117,9 +117,16 @@ def _inductor_flag() -> Flag:
     only once the program has imported it; until then it reads as ``None``.
     """
 
+    readers: dict[int, Callable[[], object]] = {}
+
     def get() -> object:
         config: Any = sys.modules.get("torch._inductor.config")
-        return None if config is None else config.deterministic
+        if config is None:
+            return None
+        read = readers.get(id(config))
+        if read is None:
+            read = readers[id(config)] = _fast_config_reader(config, "deterministic")
+        return read()
 
     def set_(value: object) -> None:
         config: Any = sys.modules.get("torch._inductor.config")
@@ -127,6 +134,46 @@ def _inductor_flag() -> Flag:
             config.deterministic = value
 
     return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms)
+
+
+def _fast_config_reader(config: Any, name: str) -> Callable[[], object]:
+    """A reader of a torch config-module entry that skips ``__getattr__``'s general path.
+
+    ``config.deterministic`` costs about 3 us, most of it handling aliases,
+    forced environment values and JustKnobs that a plain entry does not use.
+    For a plain entry the value is the context's override, else the default;
+    the fast reader is used only if the entry is plain and it reads the same
+    value as the public attribute, otherwise the public attribute is used.
+    """
+
+    def public() -> object:
+        return getattr(config, name)
+
+    try:
+        from torch.utils._config_module import _UNSET_SENTINEL as unset
+
+        entry = config._config[name]
+        override = entry.user_override
+        default = entry.env_value_default
+        if default is unset:
+            default = entry.default
+        plain = (
+            entry.alias is None
+            and entry.env_value_force is unset
+            and entry.justknob is None
+            and not entry.deprecated
+            and isinstance(default, (bool, int, float, str, type(None)))
+        )
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return public
+    if not plain:
+        return public
+
+    def fast() -> object:
+        value = override.get()
+        return default if value is unset else value
+
+    return fast if fast() == public() else public
 
 
 def _follows_algorithms(plan: Plan) -> object:

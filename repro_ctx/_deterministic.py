@@ -138,13 +138,19 @@ class deterministic:
 
     def start(self) -> Activation:
         """Open a scope; pair with ``stop``. The faces below are built on these."""
-        activation = open_scope(self, self.effective_plan(), self.sources())
+        plan = self.effective_plan() if self._per_rank else self._plan
+        sources = self._sources if self._sources is not None else self.sources()
+        activation = open_scope(self, plan, sources)
         _entered.set((*_entered.get(), activation))
         return activation
 
     def stop(self, error: BaseException | None = None) -> None:
         """Close this object's innermost scope opened in the current context."""
         entered = _entered.get()
+        if entered and entered[-1].owner is self:  # the common, properly nested case
+            _entered.set(entered[:-1])
+            close_scope(entered[-1], error=error)
+            return
         for index in range(len(entered) - 1, -1, -1):
             activation = entered[index]
             if activation.owner is self:

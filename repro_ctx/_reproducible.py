@@ -172,9 +172,9 @@ class ScopeDecorator:
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_call(self._scope, self._plan_for)
         elif inspect.iscoroutinefunction(target):
-            wrapper = _coroutine_call(self._scope, self._plan_for)
+            wrapper = _suspending_call(self._scope, self._plan_for, ScopedCoroutine)
         elif inspect.isgeneratorfunction(target):
-            wrapper = _generator_call(self._scope, self._plan_for)
+            wrapper = _suspending_call(self._scope, self._plan_for, ScopedGenerator)
         else:
             wrapper = _plain_call(self._scope, self._plan_for)
         return wrapt.FunctionWrapper(func, wrapper)
@@ -243,24 +243,19 @@ def _plain_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
     return call
 
 
-def _generator_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
+def _suspending_call(
+    scope: deterministic,
+    plan_for: PlanFor,
+    driver: type[ScopedGenerator[Any, Any, Any]] | type[ScopedCoroutine[Any]],
+) -> Callable[..., Any]:
+    """A call that returns a generator or coroutine whose every step runs in its own scope."""
+
     def call(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         function_scope = FunctionScope(scope, plan_for(instance, args, kwargs), scope.sources())
-        return ScopedGenerator.call(function_scope, wrapped, args, kwargs)
-
-    return call
-
-
-def _coroutine_call(scope: deterministic, plan_for: PlanFor) -> Callable[..., Any]:
-    def call(
-        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        function_scope = FunctionScope(scope, plan_for(instance, args, kwargs), scope.sources())
-        return ScopedCoroutine.call(function_scope, wrapped, args, kwargs)
+        return driver.call(function_scope, wrapped, args, kwargs)
 
     return call
 

@@ -7,7 +7,7 @@ from ._magics import load_ipython_extension as load_ipython_extension  # %load_e
 from ._magics import unload_ipython_extension as unload_ipython_extension
 from ._registry import register, registered, unregister
 from ._reproducible import reproducible
-from ._scope import ScopeOrderWarning
+from ._scope import ScopeOrderWarning, ScopeWaitWarning
 from ._seed import env_seed
 from ._snapshot import RNGState, capture
 from ._workers import dataloader_kwargs, seed_worker
@@ -17,6 +17,7 @@ __all__ = [
     "OpRecord",
     "RNGState",
     "ScopeOrderWarning",
+    "ScopeWaitWarning",
     "capture",
     "compare",
     "dataloader_kwargs",

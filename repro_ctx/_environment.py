@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Final
 
+from ._environ_access import EnvironAccess
 from ._seed import hash_seed
 from ._source import Plan
 
@@ -24,18 +24,21 @@ class EnvironmentSource:
     name = "environment"
     variables = ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
 
+    def __init__(self) -> None:
+        self._environ = EnvironAccess(self.variables)
+
     def capture(self) -> tuple[str | None, str | None]:
-        get = os.environ.get
+        get = self._environ.get
         return (get("CUBLAS_WORKSPACE_CONFIG"), get("PYTHONHASHSEED"))
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, tuple)
         if plan.wants_determinism and snapshot[0] is None:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+            self._environ.set("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
         if plan.seed is not None:
             value = hash_seed(plan.seed)
             if snapshot[1] != value:
-                os.environ["PYTHONHASHSEED"] = value
+                self._environ.set("PYTHONHASHSEED", value)
 
     def restore(self, snapshot: object) -> None:
         self.restore_from(self.capture(), snapshot)
@@ -46,10 +49,10 @@ class EnvironmentSource:
         assert isinstance(snapshot, tuple)
         if current == snapshot:
             return
-        environ = os.environ
+        environ = self._environ
         for name, now, value in zip(self.variables, current, snapshot):
             if now != value:
                 if value is None:
-                    del environ[name]
+                    environ.delete(name)
                 else:
-                    environ[name] = value
+                    environ.set(name, value)

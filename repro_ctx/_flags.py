@@ -8,12 +8,21 @@ whose value differs, so a scope that changed nothing writes nothing.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ._source import Plan
+
+
+def _call(get: Callable[[], object]) -> object:
+    return get()
+
+
+# operator.call (Python 3.11+) runs the getters without a Python-level frame each
+_call = getattr(operator, "call", _call)
 
 LEAVE: Final = object()
 """What ``Flag.wanted`` returns when the plan leaves a flag alone."""
@@ -43,7 +52,7 @@ class FlagsSource:
         self._targets: dict[Plan, tuple[tuple[int, object], ...]] = {}
 
     def capture(self) -> tuple[object, ...]:
-        return tuple([get() for get in self._getters])
+        return tuple(map(_call, self._getters))
 
     def _targets_for(self, plan: Plan) -> tuple[tuple[int, object], ...]:
         """(flag index, wanted value) for every flag ``plan`` sets; computed once per plan."""

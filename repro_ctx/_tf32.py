@@ -70,12 +70,15 @@ class TF32Source:
                     continue
                 nodes.append((backend, op))
         self._nodes = tuple(nodes)
+        self._node_backends = tuple(backend for backend, _op in nodes)
+        self._node_ops = tuple(op for _backend, op in nodes)
         self._get_node: Any = getter
         self._set_node: Any = getattr(c, "_set_fp32_precision_setter", None)
 
     def _read_nodes(self) -> tuple[str, ...]:
-        get = self._get_node
-        return tuple([get(backend, op) for backend, op in self._nodes])
+        if not self._nodes:
+            return ()
+        return tuple(map(self._get_node, self._node_backends, self._node_ops))
 
     def capture(self) -> TF32Snapshot:
         return TF32Snapshot(

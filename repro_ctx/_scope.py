@@ -21,7 +21,6 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 from ._source import Plan, Source, swap
 
@@ -219,12 +218,3 @@ def open_activations() -> tuple[Activation, ...]:
 
 def current_activation() -> Activation | None:
     return _stack[-1] if _stack else None
-
-
-def owned_by(owner: Any) -> Activation | None:
-    """The innermost open activation of ``owner`` in this thread."""
-    thread = threading.get_ident()
-    for activation in reversed(_stack):
-        if activation.owner is owner and activation.thread == thread:
-            return activation
-    return None

@@ -20,10 +20,10 @@ ENV_SEED_VARIABLE: Final = "REPRO_CTX_SEED"
 
 # Spawn-key namespaces for streams derived from a scope seed, so that a passed
 # generator, a registered generator and a per-rank stream never share one.
+# The numbers key users' streams: never renumber or reuse one (4 is retired).
 PASSED_GENERATORS_KEY: Final = 1
 REGISTERED_GENERATORS_KEY: Final = 2
 RANK_KEY: Final = 3
-HASHSEED_KEY: Final = 4
 WORKER_KEY: Final = 5
 
 

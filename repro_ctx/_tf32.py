@@ -55,7 +55,6 @@ class TF32Source:
 
     def __init__(self, torch: Any) -> None:
         c = torch._C
-        self._torch = torch
         self._get_precision = torch.get_float32_matmul_precision
         self._set_precision = torch.set_float32_matmul_precision
         self._get_cudnn = c._get_cudnn_allow_tf32

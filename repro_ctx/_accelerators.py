@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._source import Plan
+from ._source import Plan, swap_by_restore
 
 _UNUSABLE: Final = "unusable"
 
@@ -98,6 +98,8 @@ class LazyDeviceSource:
         if states is not None:
             for generator, state in zip(self._generators(), states):
                 generator.set_state(state)
+
+    swap = swap_by_restore
 
     def states_after(self, tracker: Any) -> tuple[Any, ...] | None:
         """The states initialisation gives when ``tracker`` holds the pending seeds.
@@ -199,6 +201,8 @@ class MPSSource:
 
     def restore(self, snapshot: object) -> None:
         self._mps.set_rng_state(snapshot)
+
+    swap = swap_by_restore
 
     def describe(self) -> dict[str, object]:
         return {"devices": 1}

@@ -6,7 +6,7 @@ from typing import Final
 
 from ._environ_access import EnvironAccess
 from ._seed import hash_seed
-from ._source import Plan
+from ._source import Plan, undo
 
 CUBLAS_WORKSPACE_CONFIG: Final = ":4096:8"
 
@@ -27,9 +27,8 @@ class EnvironmentSource:
     def __init__(self) -> None:
         self._environ = EnvironAccess(self.variables)
 
-    def capture(self) -> tuple[str | None, str | None]:
-        get = self._environ.get
-        return (get("CUBLAS_WORKSPACE_CONFIG"), get("PYTHONHASHSEED"))
+    def capture(self) -> tuple[str | None, ...]:
+        return self._environ.get_all()
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, tuple)
@@ -41,14 +40,22 @@ class EnvironmentSource:
                 self._environ.set("PYTHONHASHSEED", value)
 
     def restore(self, snapshot: object) -> None:
-        self.restore_from(self.capture(), snapshot)
+        current = self.capture()
+        if current != snapshot:
+            self._restore_from(current, snapshot)
 
-    def restore_from(self, current: object, snapshot: object) -> None:
-        """Restore ``snapshot`` given ``current``, the state just captured."""
-        assert isinstance(current, tuple)
+    def swap(self, snapshot: object) -> object:
+        current = self.capture()
+        if current != snapshot:
+            try:
+                self._restore_from(current, snapshot)
+            except BaseException:
+                undo(self, current)
+                raise
+        return current
+
+    def _restore_from(self, current: tuple[str | None, ...], snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
-        if current == snapshot:
-            return
         environ = self._environ
         for name, now, value in zip(self.variables, current, snapshot):
             if now != value:

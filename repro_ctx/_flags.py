@@ -12,9 +12,10 @@ import operator
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, Final
 
-from ._source import Plan
+from ._source import Plan, undo
 
 
 def _call(get: Callable[[], object]) -> object:
@@ -43,13 +44,18 @@ class Flag:
 class FlagsSource:
     """A table of independent flags, captured as one tuple."""
 
-    __slots__ = ("_getters", "_targets", "flags", "name")
+    __slots__ = ("_getters", "_last", "_positions", "_setters", "_targets", "flags", "name")
 
     def __init__(self, name: str, flags: tuple[Flag, ...]) -> None:
         self.name = name
         self.flags = flags
         self._getters = tuple(flag.get for flag in flags)
+        self._setters = tuple(flag.set for flag in flags)
+        self._positions = range(len(flags))
         self._targets: dict[Plan, tuple[tuple[int, object], ...]] = {}
+        # (state before, state written, the positions where they differ) of
+        # the last swap or restore; the reverse swap reuses the positions.
+        self._last: tuple[object, object, tuple[int, ...]] = (None, None, ())
 
     def capture(self) -> tuple[object, ...]:
         return tuple(map(_call, self._getters))
@@ -66,23 +72,39 @@ class FlagsSource:
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, tuple)
-        flags = self.flags
+        setters = self._setters
         for index, value in self._targets_for(plan):
             if snapshot[index] != value:
-                flags[index].set(value)
+                setters[index](value)
 
     def restore(self, snapshot: object) -> None:
-        self.restore_from(self.capture(), snapshot)
-
-    def restore_from(self, current: object, snapshot: object) -> None:
-        """Restore ``snapshot`` given ``current``, the state just captured."""
-        assert isinstance(current, tuple)
         assert isinstance(snapshot, tuple)
-        if current == snapshot:
-            return
-        for flag, now, value in zip(self.flags, current, snapshot):
-            if now != value:
-                flag.set(value)
+        current = tuple(map(_call, self._getters))
+        if current != snapshot:
+            self._write(current, snapshot)
+
+    def swap(self, snapshot: object) -> tuple[object, ...]:
+        assert isinstance(snapshot, tuple)
+        current = tuple(map(_call, self._getters))
+        if current != snapshot:
+            try:
+                self._write(current, snapshot)
+            except BaseException:
+                undo(self, current)
+                raise
+        return current
+
+    def _write(self, current: tuple[object, ...], snapshot: tuple[object, ...]) -> None:
+        """Write the flags whose value in ``snapshot`` differs from ``current``, and no other."""
+        last_from, last_to, positions = self._last
+        if snapshot is not last_from or current != last_to:
+            positions = tuple(compress(self._positions, map(operator.ne, current, snapshot)))
+        # else: undoing the last write, nothing changed since: the same flags
+        # differ (a generator's suspension after its resumption, and back)
+        setters = self._setters
+        for index in positions:
+            setters[index](snapshot[index])
+        self._last = (current, snapshot, positions)
 
     def describe(self) -> dict[str, object]:
         return {flag.name: plain(flag.get()) for flag in self.flags}

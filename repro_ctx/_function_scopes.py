@@ -25,7 +25,8 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Sequ
 from typing import Any, Final, TypeVar
 
 from ._deterministic import _entered
-from ._scope import Activation, close_scope, current_activation, open_activations, open_scope
+from ._scope import Activation, close_scope, open_activations, open_scope
+from ._scope import _stack as _open_scopes  # innermost last; read on every suspension
 from ._source import Plan, Source
 
 _R = TypeVar("_R")
@@ -77,7 +78,7 @@ class FunctionScope:
     def suspend(self, activation: Activation) -> None:
         """Keep the function's state and swap the caller's back in; the lock is released."""
         try:
-            if current_activation() is not activation:
+            if _open_scopes[-1] is not activation:
                 self._set_nested_aside(activation)
         finally:
             self._inside = close_scope(activation, keep=True)

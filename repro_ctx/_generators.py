@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ._source import Plan
+from ._source import Plan, swap_by_restore
 
 SUPPORTED = (
     "numpy.random.Generator, numpy.random.BitGenerator, numpy.random.RandomState, "
@@ -179,3 +179,5 @@ class GeneratorsSource:
         assert isinstance(snapshot, tuple)
         for (obj, adapter), state in zip(self._pairs, snapshot):
             adapter.set(obj, state)
+
+    swap = swap_by_restore

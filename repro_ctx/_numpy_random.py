@@ -38,3 +38,6 @@ class NumPyGlobalSource:
 
     def restore(self, snapshot: object) -> None:
         _rawstate.legacy_set(global_random_state(), snapshot)
+
+    def swap(self, snapshot: object) -> object:
+        return _rawstate.legacy_swap(global_random_state(), snapshot)

@@ -32,3 +32,6 @@ class PythonRandomSource:
 
     def restore(self, snapshot: object) -> None:
         _rawstate.random_set(self._instance, snapshot)
+
+    def swap(self, snapshot: object) -> object:
+        return _rawstate.random_swap(self._instance, snapshot)

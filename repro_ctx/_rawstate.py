@@ -93,6 +93,7 @@ it and the result is as undefined as with ``.state``.
 from __future__ import annotations
 
 import _random
+import contextlib
 import ctypes
 import functools
 import random
@@ -375,6 +376,26 @@ def random_set(r: random.Random, state: object) -> None:
         r.gauss_next = st[2]  # type: ignore[attr-defined]
         return
     _random_set_slow(r, st)
+
+
+def random_swap(r: random.Random, state: object) -> object:
+    """``random_get(r)``, then ``random_set(r, state)``; on failure ``r`` is left as it was."""
+    st: _State = state  # type: ignore[assignment]
+    if type(r) in _random_fast and st and st[0] is _R_TAG:
+        a = id(r)
+        view = _MEM[a + _R_START : a + _R_END]
+        raw = (_R_TAG, view.tobytes(), r.gauss_next)  # type: ignore[attr-defined]
+        view[:] = st[1]  # length-checked before writing
+        r.gauss_next = st[2]  # type: ignore[attr-defined]
+        return raw
+    current = random_get(r)
+    try:
+        random_set(r, st)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            random_set(r, current)
+        raise
+    return current
 
 
 def _random_classify(r: random.Random) -> bool:
@@ -1002,6 +1023,38 @@ def legacy_set(rs: np.random.RandomState, state: object) -> None:
         _legacy_write(rs, st)
         return
     _legacy_set_slow(rs, st)
+
+
+def legacy_swap(rs: np.random.RandomState, state: object) -> object:
+    """``legacy_get(rs)``, then ``legacy_set(rs, state)``; on failure ``rs`` is left as it was."""
+    st: _State = state  # type: ignore[assignment]
+    if type(rs) in _legacy_fast and st and st[0] is _L_TAG and len(st) == 3:
+        bg = rs._bit_generator
+        getter = _bg_getters.get(type(bg))
+        entry = _bg_setters.get(type(bg))
+        bg_state: _State = st[1]
+        cache: bytes = st[2]
+        if (
+            getter is not None
+            and entry is not None
+            and bg_state
+            and bg_state[0] is entry[0]
+            and len(cache) == _l_end - _l_start
+        ):
+            a = id(rs)
+            view = _MEM[a + _l_start : a + _l_end]
+            raw = (_L_TAG, getter(bg), view.tobytes())
+            entry[1](bg, bg_state)  # checks before writing; then the cache cannot fail
+            view[:] = cache
+            return raw
+    current = legacy_get(rs)
+    try:
+        legacy_set(rs, st)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            legacy_set(rs, current)
+        raise
+    return current
 
 
 def _legacy_write(rs: np.random.RandomState, st: _State) -> None:

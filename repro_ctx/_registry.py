@@ -21,7 +21,7 @@ from typing import Any
 
 from ._generators import Adapter, adapter_for
 from ._seed import REGISTERED_GENERATORS_KEY
-from ._source import Plan
+from ._source import Plan, swap_by_restore
 
 
 class _Entry:
@@ -153,3 +153,8 @@ class RegistrySource:
         assert isinstance(snapshot, tuple)
         for obj, entry, state in snapshot:
             entry.adapter.set(obj, state)
+
+    def swap(self, snapshot: object) -> object:
+        if not snapshot and not _entries:  # nothing registered, then or now
+            return ()
+        return swap_by_restore(self, snapshot)

@@ -22,7 +22,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from ._source import Plan, Source, swap
+from ._source import Plan, Source
 
 _lock = threading.RLock()
 _stack: list[Activation] = []
@@ -46,9 +46,7 @@ def _thread_name(ident: int | None) -> str:
 
 
 def _acquire() -> None:
-    """Take the scope lock; warn, naming both threads, if the wait looks like a deadlock."""
-    if _lock.acquire(blocking=False):
-        return
+    """Wait for the scope lock; warn, naming both threads, if the wait looks like a deadlock."""
     waited = 0.0
     warned = False
     while not _lock.acquire(timeout=_WAIT_SLICE):
@@ -95,7 +93,8 @@ def open_scope(
     If any capture, seed or restore raises, every source already touched is
     restored, the lock is released and the error propagates.
     """
-    _acquire()
+    if not _lock.acquire(blocking=False):
+        _acquire()
     activation = Activation(owner, plan, sources)
     snapshots = activation.snapshots
     try:
@@ -106,7 +105,7 @@ def open_scope(
                 source.seed(snapshot, plan)
         else:
             for source, inside in zip(sources, resume):
-                snapshots.append(swap(source, inside))
+                snapshots.append(source.swap(inside))
     except BaseException as exc:
         try:
             _restore_all(sources, snapshots, exc)
@@ -151,7 +150,7 @@ def _swap_out(activation: Activation) -> list[object]:
     index = len(snapshots) - 1
     try:
         while index >= 0:
-            inside[index] = swap(sources[index], snapshots[index])
+            inside[index] = sources[index].swap(snapshots[index])
             index -= 1
     except BaseException as exc:
         _restore_all(sources[: index + 1], snapshots[: index + 1], exc)
@@ -214,7 +213,3 @@ def _restore_all(
 def open_activations() -> tuple[Activation, ...]:
     """The open scopes, outermost first."""
     return tuple(_stack)
-
-
-def current_activation() -> Activation | None:
-    return _stack[-1] if _stack else None

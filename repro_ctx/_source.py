@@ -36,6 +36,16 @@ class Source(Protocol):
     ``capture`` returns an opaque snapshot that ``restore`` puts back exactly.
     ``seed`` receives the snapshot taken just before it, for sources (the lazy
     CUDA generators) whose seeding must record what it displaced.
+
+    ``swap(snapshot)`` is capture followed by restore, returning what was
+    captured: what a generator or coroutine scope does to every source at
+    every suspension and resumption. A source whose restore reads the current
+    state first (flags, TF32, environment) reuses that read, and the flag
+    sources remember their last write so that the swap back skips the
+    comparison; a source with no cheaper way says ``swap = swap_by_restore``.
+    A swap whose restore fails
+    puts the captured state back before the error propagates, so a source is
+    never left half-swapped.
     """
 
     name: str
@@ -46,25 +56,21 @@ class Source(Protocol):
 
     def restore(self, snapshot: object) -> None: ...
 
+    def swap(self, snapshot: object) -> object: ...
 
-def swap(source: Source, snapshot: object) -> object:
-    """Capture ``source``, restore ``snapshot``, and return what was captured.
 
-    What a suspending or resuming scope does to each source. A source whose
-    restore has to read the current state first (flags, environment) may
-    offer ``restore_from(current, snapshot)`` to reuse the capture instead of
-    reading everything twice. If the restore fails, the captured state is put
-    back before the error propagates, so the source is never left half-swapped.
-    """
+def swap_by_restore(source: Source, snapshot: object) -> object:
+    """``Source.swap`` from ``capture`` and ``restore``, for sources with no cheaper way."""
     current = source.capture()
-    restore_from = getattr(source, "restore_from", None)
     try:
-        if restore_from is not None:
-            restore_from(current, snapshot)
-        else:
-            source.restore(snapshot)
+        source.restore(snapshot)
     except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one to report
-            source.restore(current)
+        undo(source, current)
         raise
     return current
+
+
+def undo(source: Source, current: object) -> None:
+    """After a failed restore, put back ``current``; the first error is the one to report."""
+    with contextlib.suppress(Exception):
+        source.restore(current)

@@ -12,10 +12,11 @@ program that read its legacy flags before the scope can still read them after.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from ._source import Plan
+from ._source import Plan, undo
 
 # (backend, op) pairs of the fp32_precision API, root first.
 _NODES = (
@@ -33,8 +34,7 @@ _MATMUL_NODES = (("cuda", "matmul"), ("mkldnn", "matmul"))
 _CUDNN_NODES = (("cuda", "conv"), ("cuda", "rnn"))
 
 
-@dataclass(frozen=True, slots=True)
-class TF32Snapshot:
+class TF32Snapshot(NamedTuple):
     matmul_precision: str | None
     """Legacy ``get_float32_matmul_precision()``; ``None`` when it was unreadable."""
     cudnn_allow_tf32: bool | None
@@ -43,11 +43,22 @@ class TF32Snapshot:
     """The ``fp32_precision`` values of every node this torch has."""
 
 
-def _try(read: Any) -> Any:
+# Builds a snapshot from one tuple without NamedTuple's Python-level __new__:
+# capture runs twice per scope and twice per generator step.
+_snapshot: Callable[[tuple[str | None, bool | None, tuple[str, ...]]], TF32Snapshot] = (
+    functools.partial(tuple.__new__, TF32Snapshot)
+)
+
+
+_Writes = tuple[tuple[Callable[..., None], tuple[object, ...]], ...]
+
+
+def _readable(get: Callable[[], object]) -> bool:
     try:
-        return read()
+        get()
     except RuntimeError:
-        return None
+        return False
+    return True
 
 
 class TF32Source:
@@ -55,8 +66,12 @@ class TF32Source:
 
     def __init__(self, torch: Any) -> None:
         c = torch._C
-        self._get_precision = torch.get_float32_matmul_precision
-        self._set_precision = torch.set_float32_matmul_precision
+        self._get_precision = getattr(
+            c, "_get_float32_matmul_precision", torch.get_float32_matmul_precision
+        )
+        self._set_precision = getattr(
+            c, "_set_float32_matmul_precision", torch.set_float32_matmul_precision
+        )
         self._get_cudnn = c._get_cudnn_allow_tf32
         self._set_cudnn = c._set_cudnn_allow_tf32
         getter = getattr(c, "_get_fp32_precision_getter", None)
@@ -71,8 +86,32 @@ class TF32Source:
         self._nodes = tuple(nodes)
         self._node_backends = tuple(backend for backend, _op in nodes)
         self._node_ops = tuple(op for _backend, op in nodes)
+        # The nodes each legacy setter writes, so the only ones to read again
+        # after it: torch's setFloat32MatmulPrecision and setAllowTF32CuDNN
+        # write exactly these leaves (pinned in tests/test_facts.py).
+        self._matmul_positions = tuple(i for i, node in enumerate(nodes) if node in _MATMUL_NODES)
+        self._cudnn_positions = tuple(i for i, node in enumerate(nodes) if node in _CUDNN_NODES)
+        # A node whose own value is "none" takes its parent's (generic.all ->
+        # <backend>.all -> <backend>.<op>): nodes are written parents first,
+        # and a written parent's descendants are read again before comparing.
+        depth = {node: (0 if node == ("generic", "all") else 1 if node[1] == "all" else 2)
+                 for node in nodes}
+        self._parents_first = tuple(sorted(range(len(nodes)), key=lambda i: depth[nodes[i]]))
+        self._descendants = tuple(
+            frozenset(
+                j for j, other in enumerate(nodes)
+                if depth[other] > depth[node] and (depth[node] == 0 or other[0] == node[0])
+            )
+            for node in nodes
+        )
         self._get_node: Any = getter
         self._set_node: Any = getattr(c, "_set_fp32_precision_setter", None)
+        # The last restore or swap: (state before, state written, the writes
+        # from the one to the other if they can be replayed, the writes back
+        # if known).
+        self._last: tuple[object, object, _Writes | None, _Writes | None] = (
+            None, None, None, None
+        )
 
     def _read_nodes(self) -> tuple[str, ...]:
         if not self._nodes:
@@ -80,9 +119,16 @@ class TF32Source:
         return tuple(map(self._get_node, self._node_backends, self._node_ops))
 
     def capture(self) -> TF32Snapshot:
-        return TF32Snapshot(
-            _try(self._get_precision), _try(self._get_cudnn), self._read_nodes()
-        )
+        # A legacy value is unreadable while the two APIs disagree (pytorch#179445).
+        try:
+            precision: str | None = self._get_precision()
+        except RuntimeError:
+            precision = None
+        try:
+            cudnn: bool | None = self._get_cudnn()
+        except RuntimeError:
+            cudnn = None
+        return _snapshot((precision, cudnn, self._read_nodes()))
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, TF32Snapshot)
@@ -107,31 +153,108 @@ class TF32Source:
                 self._set_node(backend, op, value)
 
     def restore(self, snapshot: object) -> None:
-        self.restore_from(self.capture(), snapshot)
-
-    def restore_from(self, current: object, snapshot: object) -> None:
-        """Restore ``snapshot`` given ``current``, the state just captured."""
-        assert isinstance(current, TF32Snapshot)
         assert isinstance(snapshot, TF32Snapshot)
-        legacy_written = False
-        if (
-            snapshot.matmul_precision is not None
-            and current.matmul_precision != snapshot.matmul_precision
-        ):
-            self._set_precision(snapshot.matmul_precision)
-            legacy_written = True
-        if (
-            snapshot.cudnn_allow_tf32 is not None
-            and current.cudnn_allow_tf32 != snapshot.cudnn_allow_tf32
-        ):
-            self._set_cudnn(snapshot.cudnn_allow_tf32)
-            legacy_written = True
-        # the legacy setters also move the nodes: read them again after one
-        nodes = self._read_nodes() if legacy_written else current.nodes
-        if nodes != snapshot.nodes:
-            for (backend, op), now, value in zip(self._nodes, nodes, snapshot.nodes):
-                if now != value:
-                    self._set_node(backend, op, value)
+        current = self.capture()
+        if current != snapshot:
+            self._write(current, snapshot)
+
+    def swap(self, snapshot: object) -> TF32Snapshot:
+        assert isinstance(snapshot, TF32Snapshot)
+        current = self.capture()
+        if current != snapshot:
+            try:
+                self._write(current, snapshot)
+            except BaseException:
+                undo(self, current)
+                raise
+        return current
+
+    def _write(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> None:
+        last_from, last_to, forward, back = self._last
+        if snapshot is last_from and current == last_to:
+            # Undoing the last write, nothing changed since (a generator's
+            # suspension after its resumption, and back): the writes that
+            # went this way before still do, so no node is read again.
+            if back is None:
+                back = self._write_differences(current, snapshot)
+            else:
+                for write, args in back:
+                    write(*args)
+            self._last = (current, snapshot, back, forward)
+        else:
+            self._last = (current, snapshot, self._write_differences(current, snapshot), None)
+
+    def _write_differences(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> _Writes | None:
+        """Write the legacy values, then every node that still differs.
+
+        Returns the writes, to replay when the same transition comes again,
+        or ``None`` when they depend on more than the two snapshots show: a
+        parent node's write moves the children that inherit from it, and
+        whether a child inherits or holds its own equal value is not
+        readable; nor is the legacy value behind an unreadable one.
+        """
+        writes: list[tuple[Callable[..., None], tuple[object, ...]]] = []
+        replayable = True
+        stale: set[int] = set()
+        precision = snapshot.matmul_precision
+        if precision is not None and current.matmul_precision != precision:
+            self._set_precision(precision)
+            writes.append((self._set_precision, (precision,)))
+            stale.update(self._matmul_positions)  # it writes these leaves
+        cudnn = snapshot.cudnn_allow_tf32
+        if cudnn is not None and current.cudnn_allow_tf32 != cudnn:
+            self._set_cudnn(cudnn)
+            writes.append((self._set_cudnn, (cudnn,)))
+            stale.update(self._cudnn_positions)
+        if stale or current.nodes != snapshot.nodes:
+            now, wanted, nodes = list(current.nodes), snapshot.nodes, self._nodes
+            get, set_node = self._get_node, self._set_node
+            for position in self._parents_first:
+                if position in stale:
+                    now[position] = get(*nodes[position])
+                if now[position] != wanted[position]:
+                    backend, op = nodes[position]
+                    set_node(backend, op, wanted[position])
+                    writes.append((set_node, (backend, op, wanted[position])))
+                    if self._descendants[position]:
+                        stale |= self._descendants[position]
+                        replayable = False
+        if precision is None or cudnn is None:
+            self._keep_unreadable(snapshot, writes)
+            replayable = False
+        return tuple(writes) if replayable else None
+
+    def _keep_unreadable(
+        self, snapshot: TF32Snapshot, writes: list[tuple[Callable[..., None], tuple[object, ...]]]
+    ) -> None:
+        """A legacy value the snapshot could not read must stay unreadable.
+
+        torch keeps its own legacy value beside the nodes, written only by the
+        legacy setter (which also writes its leaf nodes); a legacy read raises
+        while the two disagree. Putting the nodes back can make them agree
+        again: then set the legacy value to one that disagrees with the
+        snapshot's nodes, and put those leaf nodes back once more.
+        """
+        legacy = (
+            (snapshot.matmul_precision, self._get_precision, self._set_precision,
+             self._matmul_positions, ("highest", "high", "medium")),
+            (snapshot.cudnn_allow_tf32, self._get_cudnn, self._set_cudnn,
+             self._cudnn_positions, (False, True)),
+        )
+        set_node = self._set_node
+        for wanted, get, set_legacy, positions, choices in legacy:
+            if wanted is not None or not _readable(get):
+                continue
+            for choice in choices:
+                set_legacy(choice)
+                writes.append((set_legacy, (choice,)))
+                for position in positions:
+                    backend, op = self._nodes[position]
+                    value = snapshot.nodes[position]
+                    set_node(backend, op, value)
+                    writes.append((set_node, (backend, op, value)))
+                if not _readable(get):
+                    break
 
     def describe(self) -> dict[str, object]:
         snapshot = self.capture()

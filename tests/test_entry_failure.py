@@ -9,6 +9,7 @@ import torch
 
 from repro_ctx import deterministic, register, unregister
 from repro_ctx._scope import open_activations
+from repro_ctx._source import swap_by_restore
 from tests.state import full_state, scramble
 
 
@@ -111,15 +112,15 @@ class _Box:
         assert isinstance(snapshot, int)
         self.value = snapshot
 
+    swap = swap_by_restore
+
 
 def test_a_failing_swap_puts_the_captured_state_back() -> None:
-    from repro_ctx._source import swap
-
     box = _Box()
     box.value = 5
     box.fail_restores = 1
     with pytest.raises(OSError, match="restore failed"):
-        swap(box, 7)  # type: ignore[arg-type]
+        box.swap(7)
     assert box.value == 5
 
 

@@ -118,3 +118,40 @@ def test_use_deterministic_algorithms_also_sets_inductors_config() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(
+    not hasattr(torch._C, "_get_fp32_precision_getter"), reason="fp32_precision API is torch >= 2.9"
+)
+def test_legacy_tf32_setters_write_only_their_own_leaf_nodes() -> None:
+    """What TF32Source relies on to read back only two nodes after a legacy write.
+
+    ``set_float32_matmul_precision`` writes the cuda and mkldnn matmul nodes,
+    cuDNN's ``allow_tf32`` the cuda conv and rnn nodes; no other node moves,
+    whatever the nodes held before (checked from many random node settings).
+    """
+    from repro_ctx import deterministic
+    from repro_ctx._tf32 import _CUDNN_NODES, _MATMUL_NODES, TF32Source
+
+    source = TF32Source(torch)
+    values = {"cuda": ("none", "ieee", "tf32"), "generic": ("none", "ieee", "tf32", "bf16"),
+              "mkldnn": ("none", "ieee", "tf32", "bf16")}
+    setters = [
+        *[(lambda p=p: torch.set_float32_matmul_precision(p), _MATMUL_NODES)
+          for p in ("highest", "high", "medium")],
+        *[(lambda b=b: torch._C._set_cudnn_allow_tf32(b), _CUDNN_NODES) for b in (True, False)],
+    ]
+    rng = random.Random(0)
+    seen: set[tuple[str, str]] = set()
+    with deterministic(None, algorithms=None, benchmark=None, tf32=None):
+        for _ in range(200):
+            for backend, op in source._nodes:
+                torch._C._set_fp32_precision_setter(backend, op, rng.choice(values[backend]))
+            write, own = rng.choice(setters)
+            before = source.capture().nodes
+            write()
+            after = source.capture().nodes
+            moved = {node for node, a, b in zip(source._nodes, before, after) if a != b}
+            assert moved <= set(own)
+            seen |= moved
+    assert seen == set(_MATMUL_NODES) | set(_CUDNN_NODES)  # each setter did move its nodes

@@ -531,6 +531,81 @@ def test_random_interleavings_of_generators_and_caller_draws(
     assert open_activations() == ()
 
 
+def make_flag_changing_generator(
+    seed: int, length: int, changes_at: frozenset[int]
+) -> Callable[[], Generator[tuple[Draws, Any], None, None]]:
+    """A decorated generator that changes flags and TF32 (new API) between some of its yields.
+
+    It yields its draws and what it sees of the flags it changed; the TF32
+    nodes it never wrote are left out, as the scope leaves them as the caller
+    had them when they already meant what the plan asks.
+    """
+
+    @reproducible(seed=seed)
+    def body() -> Generator[tuple[Draws, Any], None, None]:
+        wrote_tf32 = False
+        for index in range(length):
+            if index in changes_at:
+                torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+                torch.backends.mkldnn.deterministic = not torch.backends.mkldnn.deterministic
+                torch.backends.cuda.matmul.fp32_precision = ("tf32", "ieee")[index % 2]
+                wrote_tf32 = True
+            seen = (
+                torch.backends.cudnn.deterministic,  # the plan's, whatever the caller sets
+                torch.backends.cudnn.benchmark,
+                torch.backends.mkldnn.deterministic,
+                torch.backends.cuda.matmul.fp32_precision if wrote_tf32 else None,
+            )
+            yield draws(), seen
+
+    return body
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    configs=st.lists(
+        st.tuples(
+            st.sampled_from([0, 5]),
+            st.integers(1, 5),
+            st.frozensets(st.integers(0, 4), max_size=3),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    actions=st.lists(
+        st.one_of(st.tuples(st.just("next"), st.integers(0, 2)), st.just(("flip",))),
+        max_size=25,
+    ),
+)
+def test_flags_changed_on_both_sides_between_steps_stay_on_their_side(
+    configs: list[tuple[int, int, frozenset[int]]], actions: list[tuple[Any, ...]]
+) -> None:
+    """The caller and each generator change flags between steps; each sees only its own."""
+    if not hasattr(torch.backends, "fp32_precision"):
+        pytest.skip("the fp32_precision API is torch >= 2.9")
+    factories = [make_flag_changing_generator(*config) for config in configs]
+    alone = [list(factory()) for factory in factories]
+    gens = [factory() for factory in factories]
+    got: list[list[tuple[Draws, Any]]] = [[] for _ in factories]
+    rng = random.Random(len(actions))
+    with deterministic(None, algorithms=None, benchmark=None, tf32=None):
+        expected = flag_state()
+        for action in actions:
+            if action[0] == "flip":  # the caller's own changes, through the legacy TF32 API
+                torch.backends.cudnn.deterministic = not torch.backends.cudnn.deterministic
+                torch.backends.cudnn.allow_tf32 = rng.random() < 0.5
+                torch.set_float32_matmul_precision(rng.choice(["highest", "high", "medium"]))
+                expected = flag_state()
+            else:
+                index = action[1] % len(gens)
+                with contextlib.suppress(StopIteration):
+                    got[index].append(next(gens[index]))
+            assert flag_state() == expected
+    for index, values in enumerate(got):
+        assert values == alone[index][: len(values)]
+    assert open_activations() == ()
+
+
 # ---- plain functions ----------------------------------------------------------------
 
 

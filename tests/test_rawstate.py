@@ -23,8 +23,10 @@ from repro_ctx._rawstate import (
     bitgen_set,
     legacy_get,
     legacy_set,
+    legacy_swap,
     random_get,
     random_set,
+    random_swap,
 )
 
 BITGENS: list[type[np.random.BitGenerator]] = [
@@ -266,6 +268,75 @@ def test_legacy_round_trip(fast: bool, seed: int, plan: list[tuple[int, int]]) -
             assert same_state(rs.get_state(legacy=False), public)
             assert legacy_draws(rs) == expected
         assert pickle.dumps(snap) == frozen
+
+
+@MODES
+@SETTINGS
+@given(seed=seeds, plan=ops)
+def test_random_swap_is_get_then_set(fast: bool, seed: int, plan: list[tuple[int, int]]) -> None:
+    with mode(fast, "random"):
+        r, source = random.Random(seed), random.Random(seed + 1)
+        random_ops(source, plan)
+        wanted, snap = source.getstate(), random_get(source)
+        random_ops(r, plan[::-1])
+        had = r.getstate()
+        replaced = random_swap(r, snap)
+        assert r.getstate() == wanted
+        assert is_raw(replaced) == fast
+        assert random_draws(r) == random_draws(source)
+        random_swap(r, replaced)
+        assert r.getstate() == had
+
+
+@MODES
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), plan=ops)
+def test_legacy_swap_is_get_then_set(fast: bool, seed: int, plan: list[tuple[int, int]]) -> None:
+    with mode(fast, "numpy_legacy", "bitgen:MT19937"):
+        rs, source = np.random.RandomState(seed), np.random.RandomState(seed ^ 1)
+        legacy_ops(source, plan)
+        wanted, snap = source.get_state(legacy=False), legacy_get(source)
+        legacy_ops(rs, plan[::-1])
+        had = rs.get_state(legacy=False)
+        replaced = legacy_swap(rs, snap)
+        assert same_state(rs.get_state(legacy=False), wanted)
+        assert is_raw(replaced) == fast
+        expected = legacy_draws(source)
+        assert legacy_draws(rs) == expected
+        legacy_swap(rs, replaced)
+        assert same_state(rs.get_state(legacy=False), had)
+
+
+@MODES
+def test_a_swap_with_a_bad_state_changes_nothing(fast: bool) -> None:
+    with mode(fast, "random", "numpy_legacy", "bitgen:MT19937"):
+        r = random.Random(1)
+        before = r.getstate()
+        good = cast(tuple[Any, ...], random_get(random.Random(2)))
+        bads: list[tuple[Any, ...]] = [("nope", b""), (), (good[0], "garbage")]
+        if fast:
+            bads.append((good[0], good[1][:-1], good[2]))  # a short MT19937 state
+        for bad in bads:
+            with pytest.raises((ValueError, TypeError)):
+                random_swap(r, bad)
+            assert r.getstate() == before
+
+        rs = np.random.RandomState(1)
+        l_before = rs.get_state(legacy=False)
+        l_good = cast(tuple[Any, ...], legacy_get(np.random.RandomState(2)))
+        bads = [("nope", b""), (), (l_good[0], "garbage")]
+        if fast:
+            bits = l_good[1]
+            bads += [
+                l_good[:2],
+                (l_good[0], l_good[1], l_good[2][:-1]),  # a cache of the wrong size
+                (l_good[0], bitgen_get(np.random.PCG64(1)), l_good[2]),  # another BitGenerator's
+                (l_good[0], (bits[0], bits[1][:-1]), l_good[2]),  # a short MT19937 state
+            ]
+        for bad in bads:
+            with pytest.raises((ValueError, TypeError)):
+                legacy_swap(rs, bad)
+            assert same_state(rs.get_state(legacy=False), l_before)
 
 
 @MODES

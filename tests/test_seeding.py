@@ -33,8 +33,15 @@ def _many_draws() -> list[object]:
 @pytest.mark.parametrize("seed", [0, 1, 42, 2**31 - 1, 2**32 - 1])
 def test_scope_draws_equal_the_pytorch_recipe(seed: int) -> None:
     with deterministic(seed):
+        entered = rng_state()
+        initial_seed = torch.initial_seed()
         inside = _many_draws()
     assert inside == _recipe_draws(seed)
+    random.seed(seed)  # the recipe's state, before any draw
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    assert entered == rng_state()
+    assert initial_seed == seed
 
 
 def test_recipe_holds_after_the_global_state_was_disturbed() -> None:
@@ -163,3 +170,13 @@ def test_every_supported_generator_is_seeded_and_restored(make: object) -> None:
     finally:
         unregister(generator)
     assert in1 != outside_first
+
+
+def test_seeds_beyond_the_cached_ones_still_follow_the_recipe() -> None:
+    """Seeded states are cached for the first 64 seeds; later seeds are computed each time."""
+    for seed in range(1000, 1070):
+        with deterministic(seed):
+            inside = _many_draws()
+    assert inside == _recipe_draws(1069)
+    with deterministic(1069):
+        assert _many_draws() == _recipe_draws(1069)

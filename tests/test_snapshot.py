@@ -878,6 +878,9 @@ def test_a_source_without_a_codec_cannot_be_serialised(monkeypatch: pytest.Monke
 
         def restore(self, snapshot: object) -> None: ...
 
+        def swap(self, snapshot: object) -> object:
+            return 1
+
     monkeypatch.setattr(_sources, "_default", (*default_sources(), Custom()))
     state = capture()
     assert state.restore() == []

@@ -27,7 +27,7 @@ from ._function_scopes import (
     scoped_async_generator,
 )
 from ._scope import close_scope, open_scope
-from ._seed import check_seed, current_rank, rank_seed
+from ._seed import SEED_LIMIT, check_seed, current_rank, rank_seed
 from ._source import Algorithms, Plan
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def _called_plan(scope: deterministic, seed_of: SeedCallable) -> PlanFor:
 
     def plan_for(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
         value = seed_of(*args, **kwargs) if instance is None else seed_of(instance, *args, **kwargs)
-        if value is not None:
+        if value is not None and (type(value) is not int or not 0 <= value < SEED_LIMIT):
             try:
                 value = check_seed(value)
             except (TypeError, ValueError) as exc:

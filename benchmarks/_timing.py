@@ -15,10 +15,10 @@ from collections.abc import Callable
 Contender = Callable[[], object]
 
 
-def per_call_medians(
+def per_call_samples(
     contenders: dict[str, Contender], *, calls: int = 2000, rounds: int = 21
-) -> dict[str, float]:
-    """Median per-call seconds for each contender."""
+) -> dict[str, list[float]]:
+    """Per-call seconds of each contender in each round (rounds interleave the contenders)."""
     for fn in contenders.values():  # warm up: imports, caches, first-entry setup
         for _ in range(50):
             fn()
@@ -29,7 +29,24 @@ def per_call_medians(
             for _ in range(calls):
                 fn()
             samples[name].append((time.perf_counter() - start) / calls)
+    return samples
+
+
+def per_call_medians(
+    contenders: dict[str, Contender], *, calls: int = 2000, rounds: int = 21
+) -> dict[str, float]:
+    """Median per-call seconds for each contender."""
+    samples = per_call_samples(contenders, calls=calls, rounds=rounds)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def paired_median(samples: dict[str, list[float]], name: str, baseline: str) -> float:
+    """Median over rounds of ``name`` minus ``baseline`` timed in the same round.
+
+    Steadier than a difference of medians on a noisy machine: both figures of
+    a pair come from the same moment.
+    """
+    return statistics.median(a - b for a, b in zip(samples[name], samples[baseline]))
 
 
 def print_table(title: str, medians: dict[str, float], baseline: str) -> None:

@@ -6,12 +6,12 @@ from typing import Final
 
 from ._environ_access import EnvironAccess
 from ._seed import hash_seed
-from ._source import Plan, undo
+from ._source import Plan, WritesDifferences
 
 CUBLAS_WORKSPACE_CONFIG: Final = ":4096:8"
 
 
-class EnvironmentSource:
+class EnvironmentSource(WritesDifferences):
     """``CUBLAS_WORKSPACE_CONFIG`` and ``PYTHONHASHSEED``.
 
     cuBLAS reads its workspace setting once, at its first use, and
@@ -39,22 +39,7 @@ class EnvironmentSource:
             if snapshot[1] != value:
                 self._environ.set("PYTHONHASHSEED", value)
 
-    def restore(self, snapshot: object) -> None:
-        current = self.capture()
-        if current != snapshot:
-            self._restore_from(current, snapshot)
-
-    def swap(self, snapshot: object) -> object:
-        current = self.capture()
-        if current != snapshot:
-            try:
-                self._restore_from(current, snapshot)
-            except BaseException:
-                undo(self, current)
-                raise
-        return current
-
-    def _restore_from(self, current: tuple[str | None, ...], snapshot: object) -> None:
+    def _write(self, current: tuple[str | None, ...], snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
         environ = self._environ
         for name, now, value in zip(self.variables, current, snapshot):

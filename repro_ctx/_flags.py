@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import compress
 from typing import Any, Final
 
-from ._source import Plan, undo
+from ._source import Plan, WritesDifferences
 
 
 def _call(get: Callable[[], object]) -> object:
@@ -41,7 +41,7 @@ class Flag:
     wanted: Callable[[Plan], object] = _leave
 
 
-class FlagsSource:
+class FlagsSource(WritesDifferences):
     """A table of independent flags, captured as one tuple."""
 
     __slots__ = ("_getters", "_last", "_positions", "_setters", "_targets", "flags", "name")
@@ -76,23 +76,6 @@ class FlagsSource:
         for index, value in self._targets_for(plan):
             if snapshot[index] != value:
                 setters[index](value)
-
-    def restore(self, snapshot: object) -> None:
-        assert isinstance(snapshot, tuple)
-        current = tuple(map(_call, self._getters))
-        if current != snapshot:
-            self._write(current, snapshot)
-
-    def swap(self, snapshot: object) -> tuple[object, ...]:
-        assert isinstance(snapshot, tuple)
-        current = tuple(map(_call, self._getters))
-        if current != snapshot:
-            try:
-                self._write(current, snapshot)
-            except BaseException:
-                undo(self, current)
-                raise
-        return current
 
     def _write(self, current: tuple[object, ...], snapshot: tuple[object, ...]) -> None:
         """Write the flags whose value in ``snapshot`` differs from ``current``, and no other."""

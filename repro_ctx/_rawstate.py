@@ -100,7 +100,7 @@ import random
 import struct
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import numpy as np
 
@@ -378,6 +378,23 @@ def random_set(r: random.Random, state: object) -> None:
     _random_set_slow(r, st)
 
 
+_T = TypeVar("_T")
+
+
+def _swap_slow(
+    get: Callable[[_T], object], set_: Callable[[_T, object], None], obj: _T, state: object
+) -> object:
+    """``get`` then ``set_``, through whatever path they take; on failure ``obj`` is put back."""
+    current = get(obj)
+    try:
+        set_(obj, state)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            set_(obj, current)
+        raise
+    return current
+
+
 def random_swap(r: random.Random, state: object) -> object:
     """``random_get(r)``, then ``random_set(r, state)``; on failure ``r`` is left as it was."""
     st: _State = state  # type: ignore[assignment]
@@ -388,14 +405,7 @@ def random_swap(r: random.Random, state: object) -> object:
         view[:] = st[1]  # length-checked before writing
         r.gauss_next = st[2]  # type: ignore[attr-defined]
         return raw
-    current = random_get(r)
-    try:
-        random_set(r, st)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one to report
-            random_set(r, current)
-        raise
-    return current
+    return _swap_slow(random_get, random_set, r, st)
 
 
 def _random_classify(r: random.Random) -> bool:
@@ -1047,14 +1057,7 @@ def legacy_swap(rs: np.random.RandomState, state: object) -> object:
             entry[1](bg, bg_state)  # checks before writing; then the cache cannot fail
             view[:] = cache
             return raw
-    current = legacy_get(rs)
-    try:
-        legacy_set(rs, st)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one to report
-            legacy_set(rs, current)
-        raise
-    return current
+    return _swap_slow(legacy_get, legacy_set, rs, st)
 
 
 def _legacy_write(rs: np.random.RandomState, st: _State) -> None:

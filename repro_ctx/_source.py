@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 Algorithms: TypeAlias = Literal[True, False, "warn"] | None
 
@@ -70,7 +70,42 @@ def swap_by_restore(source: Source, snapshot: object) -> object:
     return current
 
 
-def undo(source: Source, current: object) -> None:
+class _Restores(Protocol):
+    def restore(self, snapshot: object) -> None: ...
+
+
+def undo(source: _Restores, current: object) -> None:
     """After a failed restore, put back ``current``; the first error is the one to report."""
     with contextlib.suppress(Exception):
         source.restore(current)
+
+
+class WritesDifferences:
+    """Restore and swap for a source that reads the current state and writes only what differs.
+
+    A subclass gives ``capture`` and ``_write(current, snapshot)``; a restore
+    that finds the state as captured writes nothing.
+    """
+
+    __slots__ = ()
+
+    def capture(self) -> Any:
+        raise NotImplementedError
+
+    def _write(self, current: Any, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def restore(self, snapshot: object) -> None:
+        current = self.capture()
+        if current != snapshot:
+            self._write(current, snapshot)
+
+    def swap(self, snapshot: object) -> object:
+        current = self.capture()
+        if current != snapshot:
+            try:
+                self._write(current, snapshot)
+            except BaseException:
+                undo(self, current)
+                raise
+        return current

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._source import Plan, undo
+from ._source import Plan, WritesDifferences
 
 # (backend, op) pairs of the fp32_precision API, root first.
 _NODES = (
@@ -61,7 +61,7 @@ def _readable(get: Callable[[], object]) -> bool:
     return True
 
 
-class TF32Source:
+class TF32Source(WritesDifferences):
     name = "tf32"
 
     def __init__(self, torch: Any) -> None:
@@ -152,23 +152,6 @@ class TF32Source:
             if (backend, op) in self._nodes and self._get_node(backend, op) != value:
                 self._set_node(backend, op, value)
 
-    def restore(self, snapshot: object) -> None:
-        assert isinstance(snapshot, TF32Snapshot)
-        current = self.capture()
-        if current != snapshot:
-            self._write(current, snapshot)
-
-    def swap(self, snapshot: object) -> TF32Snapshot:
-        assert isinstance(snapshot, TF32Snapshot)
-        current = self.capture()
-        if current != snapshot:
-            try:
-                self._write(current, snapshot)
-            except BaseException:
-                undo(self, current)
-                raise
-        return current
-
     def _write(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> None:
         last_from, last_to, forward, back = self._last
         if snapshot is last_from and current == last_to:
@@ -206,13 +189,20 @@ class TF32Source:
             self._set_cudnn(cudnn)
             writes.append((self._set_cudnn, (cudnn,)))
             stale.update(self._cudnn_positions)
-        if stale or current.nodes != snapshot.nodes:
-            now, wanted, nodes = list(current.nodes), snapshot.nodes, self._nodes
-            get, set_node = self._get_node, self._set_node
+        nodes, wanted = self._nodes, snapshot.nodes
+        get, set_node = self._get_node, self._set_node
+        now = current.nodes
+        if stale:
+            moved = list(now)
+            for position in stale:
+                moved[position] = get(*nodes[position])
+            now = tuple(moved)
+        if now != wanted:
+            values, stale = list(now), set()
             for position in self._parents_first:
-                if position in stale:
-                    now[position] = get(*nodes[position])
-                if now[position] != wanted[position]:
+                if position in stale:  # under a parent written just before
+                    values[position] = get(*nodes[position])
+                if values[position] != wanted[position]:
                     backend, op = nodes[position]
                     set_node(backend, op, wanted[position])
                     writes.append((set_node, (backend, op, wanted[position])))

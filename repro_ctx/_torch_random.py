@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._source import Plan, undo
+from ._source import Plan, swap_by_restore
 
 _SEEDED_STATES = 64
 
@@ -45,12 +45,4 @@ class TorchCPUSource:
     def restore(self, snapshot: object) -> None:
         self._generator.set_state(snapshot)
 
-    def swap(self, snapshot: object) -> object:
-        generator = self._generator
-        current = generator.get_state()
-        try:
-            generator.set_state(snapshot)
-        except BaseException:
-            undo(self, current)
-            raise
-        return current
+    swap = swap_by_restore

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 Algorithms: TypeAlias = Literal[True, False, "warn"] | None
 
@@ -89,11 +89,11 @@ class WritesDifferences:
 
     __slots__ = ()
 
-    def capture(self) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what a subclass provides
 
-    def _write(self, current: Any, snapshot: Any) -> None:
-        raise NotImplementedError
+        def capture(self) -> Any: ...
+
+        def _write(self, current: Any, snapshot: Any) -> None: ...
 
     def restore(self, snapshot: object) -> None:
         current = self.capture()

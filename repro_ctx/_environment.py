@@ -39,7 +39,7 @@ class EnvironmentSource(WritesDifferences):
             if snapshot[1] != value:
                 self._environ.set("PYTHONHASHSEED", value)
 
-    def _write(self, current: tuple[str | None, ...], snapshot: object) -> None:
+    def _write(self, current: tuple[str | None, ...], snapshot: object, remember: bool) -> None:
         assert isinstance(snapshot, tuple)
         environ = self._environ
         for name, now, value in zip(self.variables, current, snapshot):

@@ -54,7 +54,7 @@ class FlagsSource(WritesDifferences):
         self._positions = range(len(flags))
         self._targets: dict[Plan, tuple[tuple[int, object], ...]] = {}
         # (state before, state written, the positions where they differ) of
-        # the last swap or restore; the reverse swap reuses the positions.
+        # the last swap; the swap or restore back reuses the positions.
         self._last: tuple[object, object, tuple[int, ...]] = (None, None, ())
 
     def capture(self) -> tuple[object, ...]:
@@ -77,7 +77,9 @@ class FlagsSource(WritesDifferences):
             if snapshot[index] != value:
                 setters[index](value)
 
-    def _write(self, current: tuple[object, ...], snapshot: tuple[object, ...]) -> None:
+    def _write(
+        self, current: tuple[object, ...], snapshot: tuple[object, ...], remember: bool
+    ) -> None:
         """Write the flags whose value in ``snapshot`` differs from ``current``, and no other."""
         last_from, last_to, positions = self._last
         if snapshot is not last_from or current != last_to:
@@ -87,7 +89,8 @@ class FlagsSource(WritesDifferences):
         setters = self._setters
         for index in positions:
             setters[index](snapshot[index])
-        self._last = (current, snapshot, positions)
+        if remember:
+            self._last = (current, snapshot, positions)
 
     def describe(self) -> dict[str, object]:
         return {flag.name: plain(flag.get()) for flag in self.flags}

@@ -83,8 +83,12 @@ def undo(source: _Restores, current: object) -> None:
 class WritesDifferences:
     """Restore and swap for a source that reads the current state and writes only what differs.
 
-    A subclass gives ``capture`` and ``_write(current, snapshot)``; a restore
-    that finds the state as captured writes nothing.
+    A subclass gives ``capture`` and ``_write(current, snapshot, remember)``;
+    a restore that finds the state as captured writes nothing. ``remember``
+    is true for a swap: the writes may be reused by the swap back. A restore
+    returns nothing a later swap could be handed, so it leaves what the
+    source remembers alone (a ``with`` block inside a generator keeps the
+    generator's swaps cheap).
     """
 
     __slots__ = ()
@@ -93,18 +97,18 @@ class WritesDifferences:
 
         def capture(self) -> Any: ...
 
-        def _write(self, current: Any, snapshot: Any) -> None: ...
+        def _write(self, current: Any, snapshot: Any, remember: bool) -> None: ...
 
     def restore(self, snapshot: object) -> None:
         current = self.capture()
         if current != snapshot:
-            self._write(current, snapshot)
+            self._write(current, snapshot, False)
 
     def swap(self, snapshot: object) -> object:
         current = self.capture()
         if current != snapshot:
             try:
-                self._write(current, snapshot)
+                self._write(current, snapshot, True)
             except BaseException:
                 undo(self, current)
                 raise

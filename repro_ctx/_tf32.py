@@ -106,7 +106,7 @@ class TF32Source(WritesDifferences):
         )
         self._get_node: Any = getter
         self._set_node: Any = getattr(c, "_set_fp32_precision_setter", None)
-        # The last restore or swap: (state before, state written, the writes
+        # The last swap: (state before, state written, the writes
         # from the one to the other if they can be replayed, the writes back
         # if known).
         self._last: tuple[object, object, _Writes | None, _Writes | None] = (
@@ -152,7 +152,7 @@ class TF32Source(WritesDifferences):
             if (backend, op) in self._nodes and self._get_node(backend, op) != value:
                 self._set_node(backend, op, value)
 
-    def _write(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> None:
+    def _write(self, current: TF32Snapshot, snapshot: TF32Snapshot, remember: bool) -> None:
         last_from, last_to, forward, back = self._last
         if snapshot is last_from and current == last_to:
             # Undoing the last write, nothing changed since (a generator's
@@ -163,9 +163,12 @@ class TF32Source(WritesDifferences):
             else:
                 for write, args in back:
                     write(*args)
-            self._last = (current, snapshot, back, forward)
+            if remember:
+                self._last = (current, snapshot, back, forward)
         else:
-            self._last = (current, snapshot, self._write_differences(current, snapshot), None)
+            writes = self._write_differences(current, snapshot)
+            if remember:
+                self._last = (current, snapshot, writes, None)
 
     def _write_differences(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> _Writes | None:
         """Write the legacy values, then every node that still differs.

@@ -81,10 +81,10 @@ def _fast_accessors(
 
     def set_(name: str, value: str) -> None:
         key = keys[name]
-        raw = encoded.get(value) if type(value) is str else None
+        raw = encoded.get(value)
         if raw is None:
-            raw = encode(value)
-            if type(value) is str and len(encoded) < _CACHED_VALUES:
+            raw = encode(value)  # a TypeError for anything but a str, as os.environ gives
+            if len(encoded) < _CACHED_VALUES:
                 encoded[value] = raw
         putenv(key, raw)
         data[key] = raw

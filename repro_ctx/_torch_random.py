@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from ._source import Plan, swap_by_restore
-
-_SEEDED_STATES = 64
 
 
 class TorchCPUSource:
@@ -23,24 +22,23 @@ class TorchCPUSource:
 
     def __init__(self, torch: Any) -> None:
         self._generator = torch.default_generator
-        self._new_generator = torch.Generator
-        self._seeded: dict[int, object] = {}
+        new_generator = torch.Generator
+
+        @lru_cache(maxsize=64)  # as random's and NumPy's seeded states are cached
+        def seeded_state(seed: int) -> object:
+            """The state ``manual_seed(seed)`` leaves."""
+            fresh = new_generator()
+            fresh.manual_seed(seed)
+            return fresh.get_state()
+
+        self._seeded_state = seeded_state
 
     def capture(self) -> object:
         return self._generator.get_state()
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        seed = plan.seed
-        if seed is None:
-            return
-        state = self._seeded.get(seed)
-        if state is None:  # what manual_seed(seed) leaves, computed once per seed
-            fresh = self._new_generator()
-            fresh.manual_seed(seed)
-            state = fresh.get_state()
-            if len(self._seeded) < _SEEDED_STATES:
-                self._seeded[seed] = state
-        self._generator.set_state(state)
+        if plan.seed is not None:
+            self._generator.set_state(self._seeded_state(plan.seed))
 
     def restore(self, snapshot: object) -> None:
         self._generator.set_state(snapshot)

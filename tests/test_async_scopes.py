@@ -488,6 +488,23 @@ def test_an_async_generator_collected_in_a_reference_cycle_closes_in_its_scope()
         assert open_activations() == ()
 
     run(main())
+    _cleanup_ran_in_its_own_state(log)
+
+
+def _drop_a_started_cycle(log: list[Draws]) -> None:
+    """Start a ``cyclic_stream`` without a loop, then make it and its wrapper garbage."""
+    holder: list[object] = []
+    gen = cyclic_stream(holder, log)
+    holder.append(gen)
+    with pytest.raises(StopIteration):
+        gen.__anext__().send(None)
+    del gen, holder
+    gc.collect()
+
+
+def _cleanup_ran_in_its_own_state(log: list[Draws]) -> None:
+    """The generator's ``finally`` drew the second value of its nested deterministic(6)."""
+    assert open_activations() == ()
     with deterministic(6):
         draws()
         assert log == [draws()]
@@ -496,18 +513,9 @@ def test_an_async_generator_collected_in_a_reference_cycle_closes_in_its_scope()
 def test_an_async_generator_collected_without_an_event_loop() -> None:
     log: list[Draws] = []
     before = full_state()
-    holder: list[object] = []
-    gen = cyclic_stream(holder, log)
-    holder.append(gen)
-    with pytest.raises(StopIteration):
-        gen.__anext__().send(None)
-    del gen, holder
-    gc.collect()  # no loop, no hooks: the inner generator is closed at once, in its scope
+    _drop_a_started_cycle(log)  # no loop, no hooks: the inner generator is closed at once
     assert full_state() == before
-    assert open_activations() == ()
-    with deterministic(6):
-        draws()
-        assert log == [draws()]
+    _cleanup_ran_in_its_own_state(log)
 
 
 def test_a_loops_finalizer_gets_a_stand_in_it_can_name_and_close() -> None:
@@ -518,13 +526,7 @@ def test_a_loops_finalizer_gets_a_stand_in_it_can_name_and_close() -> None:
     sys.set_asyncgen_hooks(firstiter=lambda agen: None, finalizer=handed.append)
     try:
         before = full_state()
-        holder: list[object] = []
-        gen = cyclic_stream(holder, log)
-        holder.append(gen)
-        with pytest.raises(StopIteration):
-            gen.__anext__().send(None)
-        del gen, holder
-        gc.collect()
+        _drop_a_started_cycle(log)
     finally:
         sys.set_asyncgen_hooks(*hooks)
     inner = [agen for agen in handed if agen.__qualname__ == "cyclic_stream"]
@@ -533,10 +535,7 @@ def test_a_loops_finalizer_gets_a_stand_in_it_can_name_and_close() -> None:
         with pytest.raises(StopIteration):
             agen.aclose().send(None)
     assert full_state() == before
-    assert open_activations() == ()
-    with deterministic(6):
-        draws()
-        assert log == [draws()]
+    _cleanup_ran_in_its_own_state(log)
 
 
 def test_the_loop_closes_a_suspended_async_generator_at_shutdown_in_its_scope() -> None:

@@ -51,7 +51,11 @@ ops = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1400)), max_size=6)
 
 
 def same_state(a: object, b: object) -> bool:
-    """Exact equality of public states (ndarrays compared by dtype and bytes)."""
+    """Exact equality of public states (ndarrays compared by dtype and bytes).
+
+    Written apart from ``_rawstate._deep_equal``, which the self-checks use:
+    the tests' oracle must not share a bug with the code under test.
+    """
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (
             isinstance(a, np.ndarray)

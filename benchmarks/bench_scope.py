@@ -5,8 +5,6 @@ Run: python benchmarks/bench_scope.py   (prints medians and ratios)
 Contenders (all seed 0, all on CPU):
 * repro_ctx ``with deterministic(seed=0): pass``: every RNG source, every
   torch flag, the environment variables;
-* the same with the raw-state fast paths switched off (public NumPy and
-  ``random`` state APIs underneath), to show what they buy;
 * ``torch.random.fork_rng(devices=[])`` with ``torch.manual_seed(0)`` inside:
   torch CPU only;
 * Lightning's ``isolate_rng()`` with ``seed_everything(0)`` inside (when
@@ -14,8 +12,13 @@ Contenders (all seed 0, all on CPU):
 * the bare public-API copy, seed and restore of random, NumPy's global state
   and torch's CPU generator (``getstate``/``seed``/``setstate`` and friends).
 
-Then the cost per registered NumPy Generator, and where the time of one
-scope goes, source by source.
+Then the cost per registered NumPy Generator, what a new seed on every call
+costs over a repeated one (``@reproducible(seed=lambda self, idx: idx)``, the
+per-sample use), and where the time of one scope goes, source by source.
+
+Every state goes through the owning library's public API (NumPy's
+``get_state`` copies MT19937's 624-word key element by element: about 40 us,
+the largest single cost of a scope and NumPy's limit, not ours).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import environment_note, per_call_medians, print_table
 
-from repro_ctx import _rawstate, deterministic, register, unregister
+from repro_ctx import deterministic, register, reproducible, unregister
 from repro_ctx._scope import close_scope, open_scope
 
 
@@ -49,21 +52,6 @@ def bare_public_api() -> None:
     torch.set_rng_state(th)
 
 
-def _without_fast_paths(fn: object) -> object:
-    keys = [key for key, on in _rawstate.FAST_PATHS.items() if on]
-
-    def run() -> None:
-        for key in keys:
-            _rawstate.FAST_PATHS[key] = False
-        try:
-            fn()  # type: ignore[operator]
-        finally:
-            for key in keys:
-                _rawstate.FAST_PATHS[key] = True
-
-    return run
-
-
 def compare_with_peers() -> None:
     scope = deterministic(seed=0)
 
@@ -75,15 +63,8 @@ def compare_with_peers() -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
 
-    slow_scope = deterministic(seed=0)
-
-    def repro_ctx_public_paths() -> None:
-        with slow_scope:
-            pass
-
     contenders = {
         "repro_ctx deterministic(0)": repro_ctx_scope,
-        "repro_ctx, fast paths off": _without_fast_paths(repro_ctx_public_paths),
         "fork_rng + manual_seed": fork_rng_pair,
         "bare public get/seed/set": bare_public_api,
     }
@@ -135,6 +116,29 @@ def cost_per_registered_generator() -> None:
     print(f"  slope: {slope * 1e6:.2f} us per registered generator")
 
 
+def cost_of_a_new_seed() -> None:
+    """A per-sample seed (a new one on every call) against the same seed on every call."""
+    counter = iter(range(2**62))
+
+    @reproducible(seed=lambda i: i)
+    def per_sample(i: int) -> None:
+        pass
+
+    def new_seed() -> None:
+        per_sample(next(counter))
+
+    def same_seed() -> None:
+        per_sample(7)
+
+    medians = per_call_medians({"new seed": new_seed, "same seed": same_seed},
+                               calls=500, rounds=15)
+    print("\na new seed on every call (@reproducible(seed=lambda i: i)), median per call")
+    for name, value in medians.items():
+        print(f"  {value * 1e6:9.2f} us  {name}")
+    extra = (medians["new seed"] - medians["same seed"]) * 1e6
+    print(f"  a new seed costs {extra:.2f} us more than a repeated one")
+
+
 def profile_sources(cycles: int = 20_000) -> None:
     """Median time of each source's capture, seed and restore inside real scope cycles."""
     scope = deterministic(seed=0)
@@ -179,9 +183,9 @@ def profile_sources(cycles: int = 20_000) -> None:
 def main() -> None:
     print(f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
     print(environment_note())
-    print("fast paths:", dict(_rawstate.FAST_PATHS))
     compare_with_peers()
     cost_per_registered_generator()
+    cost_of_a_new_seed()
     profile_sources()
 
 

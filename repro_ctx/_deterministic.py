@@ -114,7 +114,7 @@ class deterministic:
 
     @property
     def generators(self) -> tuple[object, ...]:
-        return tuple(obj for obj, _adapter in self._generators)
+        return tuple(tracked.obj for tracked in self._generators)
 
     def sources(self) -> tuple[Source, ...]:
         """Every source this scope captures, in capture order."""

@@ -1,19 +1,26 @@
 """Generator objects a user hands to a scope: NumPy, ``random.Random`` and torch.
 
 Each supported type has one adapter that reads, writes and derives a seeded
-state. Seeded states come from NumPy's ``SeedSequence`` with a spawn key per
-generator, so every generator gets its own independent stream, and they are
-cached: reseeding on every scope entry is a plain state write.
+state through the type's public API, and converts its states to plain data
+and back. Seeded states come from NumPy's ``SeedSequence`` with a spawn key
+per generator, so every generator gets its own independent stream, and they
+are cached: reseeding on every scope entry is a plain state write.
+
+An adapter never holds the object: the registry must not keep it alive. What
+an adapter needs to know about one object (a ``RandomState``'s bit
+generator, for its lock) is computed once by ``prepare`` and kept beside it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from ._plain import Malformed, Plain, byte_tensor
+from ._python_random import check_random, random_plain, random_state
 from ._source import Plan, swap_by_restore
 
 SUPPORTED = (
@@ -22,42 +29,130 @@ SUPPORTED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Adapter:
-    kind: str
-    get: Callable[[Any], object]
-    set: Callable[[Any, object], None]
-    seeded: Callable[[Any, int, tuple[int, ...]], object]
-
-
-def _sequence(seed: int, key: tuple[int, ...]) -> Any:
+def sequence(seed: int, key: tuple[int, ...]) -> Any:
     import numpy as np
 
     return np.random.SeedSequence(seed, spawn_key=key)
 
 
+class Adapter:
+    """Public-API state access for one kind of generator object."""
+
+    kind: str
+
+    def prepare(self, obj: Any) -> Any:
+        """What ``get``/``set`` need to know about ``obj``, computed once."""
+        return None
+
+    def type_name(self, obj: Any, info: Any) -> str:
+        raise NotImplementedError
+
+    def get(self, obj: Any, info: Any) -> object:
+        raise NotImplementedError
+
+    def set(self, obj: Any, info: Any, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> object:
+        """The snapshot ``obj`` has when seeded with ``seed`` at spawn key ``key``."""
+        raise NotImplementedError
+
+    def to_plain(self, obj: Any, info: Any, snapshot: Any) -> Plain:
+        raise NotImplementedError
+
+    def check(self, data: Plain, where: str) -> None:
+        """Validate loaded plain data without a live object (``Malformed`` if it is not)."""
+        raise NotImplementedError
+
+    def from_plain(self, obj: Any, info: Any, data: Plain) -> object:
+        """A snapshot for ``obj`` from checked data, or ``Malformed`` if it does not fit."""
+        raise NotImplementedError
+
+
+# -- random.Random ------------------------------------------------------------------
+
+
 @lru_cache(maxsize=256)
-def _seeded_bitgen(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> object:
-    from . import _rawstate
-
-    return _rawstate.bitgen_get(bitgen_type(_sequence(seed, key)))
+def _seeded_python(seed: int, key: tuple[int, ...]) -> tuple[Any, ...]:
+    return random.Random(_python_seed(seed, key)).getstate()
 
 
-@lru_cache(maxsize=256)
-def _seeded_legacy(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> object:
-    import numpy as np
-
-    from . import _rawstate
-
-    return _rawstate.legacy_get(np.random.RandomState(bitgen_type(_sequence(seed, key))))
+def _python_seed(seed: int, key: tuple[int, ...]) -> int:
+    words = sequence(seed, key).generate_state(4)
+    return int.from_bytes(words.tobytes(), "little")
 
 
-@lru_cache(maxsize=256)
-def _seeded_python(seed: int, key: tuple[int, ...]) -> object:
-    from . import _rawstate
+def _standard_random_state(state: object) -> bool:
+    """Whether ``state`` has the layout ``random.Random.getstate()`` returns."""
+    return (
+        isinstance(state, tuple) and len(state) == 3 and isinstance(state[0], int)
+        and isinstance(state[1], tuple) and all(isinstance(x, int) for x in state[1])
+        and (state[2] is None or isinstance(state[2], float))
+    )
 
-    words = _sequence(seed, key).generate_state(4)
-    return _rawstate.random_get(random.Random(int.from_bytes(words.tobytes(), "little")))
+
+def encode_value(value: object, where: str) -> Plain:
+    """A ``getstate()`` value of a ``random.Random`` subclass as tagged plain data."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        tag = "tuple" if isinstance(value, tuple) else "list"
+        return {tag: [encode_value(item, where) for item in value]}
+    raise TypeError(
+        f"{where}: cannot save a {type(value).__name__} in a state_dict; a random.Random "
+        "subclass's getstate() must return None, bools, ints, floats, strings, tuples and lists"
+    )
+
+
+def decode_value(data: Plain, where: str) -> object:
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    if isinstance(data, dict) and len(data) == 1:
+        ((tag, items),) = data.items()
+        if tag in ("tuple", "list") and isinstance(items, list):
+            decoded = [decode_value(item, where) for item in items]
+            return tuple(decoded) if tag == "tuple" else decoded
+    raise Malformed(f"{where}: expected tagged getstate() data, got {data!r:.60}")
+
+
+class _PythonRandomAdapter(Adapter):
+    """``random.Random`` and subclasses, through their own getstate/setstate/seed."""
+
+    kind = "random.Random"
+
+    def type_name(self, obj: Any, info: Any) -> str:
+        return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+    def get(self, obj: Any, info: Any) -> object:
+        return obj.getstate()
+
+    def set(self, obj: Any, info: Any, snapshot: Any) -> None:
+        obj.setstate(snapshot)
+
+    def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> object:
+        if type(obj) is random.Random:
+            return _seeded_python(seed, key)
+        obj.seed(_python_seed(seed, key))  # a subclass seeds (and keeps) its own way
+        return obj.getstate()
+
+    def to_plain(self, obj: Any, info: Any, snapshot: Any) -> Plain:
+        if _standard_random_state(snapshot):
+            return random_plain(snapshot)
+        return {"getstate": encode_value(snapshot, "random.Random state")}
+
+    def check(self, data: Plain, where: str) -> None:
+        if isinstance(data, dict) and "getstate" in data:
+            decode_value(data["getstate"], where)
+        else:
+            check_random(data, where)
+
+    def from_plain(self, obj: Any, info: Any, data: Plain) -> object:
+        if "getstate" in data:
+            return decode_value(data["getstate"], "state")
+        return random_state(data)
+
+
+# -- torch.Generator ------------------------------------------------------------------
 
 
 @lru_cache(maxsize=256)
@@ -66,51 +161,57 @@ def _seeded_torch(device: str, seed: int, key: tuple[int, ...]) -> object:
     import torch
 
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(_sequence(seed, key).generate_state(1, np.uint64)[0]))
+    generator.manual_seed(int(sequence(seed, key).generate_state(1, np.uint64)[0]))
     return generator.get_state()
 
 
-def _torch_set(generator: Any, state: object) -> None:
-    generator.set_state(state)
+class _TorchAdapter(Adapter):
+    kind = "torch.Generator"
+
+    def type_name(self, obj: Any, info: Any) -> str:
+        return str(obj.device)
+
+    def get(self, obj: Any, info: Any) -> object:
+        return obj.get_state()
+
+    def set(self, obj: Any, info: Any, snapshot: Any) -> None:
+        obj.set_state(snapshot)
+
+    def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> object:
+        return _seeded_torch(str(obj.device), seed, key)
+
+    def to_plain(self, obj: Any, info: Any, snapshot: Any) -> Plain:
+        return snapshot.clone()
+
+    def check(self, data: Plain, where: str) -> None:
+        byte_tensor(data, where)
+
+    def from_plain(self, obj: Any, info: Any, data: Plain) -> object:
+        current = obj.get_state()
+        if data.numel() != current.numel():
+            raise Malformed(f"the state has {data.numel()} bytes, a generator here has "
+                            f"{current.numel()}")
+        return data.clone()
 
 
-@lru_cache(maxsize=1)
-def _adapters() -> dict[str, Adapter]:
-    """Built at first use, so that ``import repro_ctx`` imports no NumPy."""
-    from . import _rawstate
+ADAPTERS: dict[str, Adapter] = {
+    adapter.kind: adapter for adapter in (_PythonRandomAdapter(), _TorchAdapter())
+}
 
-    return {
-        "numpy.random.Generator": Adapter(
-            "numpy.random.Generator",
-            lambda g: _rawstate.bitgen_get(g.bit_generator),
-            lambda g, s: _rawstate.bitgen_set(g.bit_generator, s),
-            lambda g, seed, key: _seeded_bitgen(g.bit_generator.__class__, seed, key),
-        ),
-        "numpy.random.BitGenerator": Adapter(
-            "numpy.random.BitGenerator",
-            _rawstate.bitgen_get,
-            _rawstate.bitgen_set,
-            lambda g, seed, key: _seeded_bitgen(g.__class__, seed, key),
-        ),
-        "numpy.random.RandomState": Adapter(
-            "numpy.random.RandomState",
-            _rawstate.legacy_get,
-            _rawstate.legacy_set,
-            lambda g, seed, key: _seeded_legacy(g._bit_generator.__class__, seed, key),
-        ),
-        "random.Random": Adapter(
-            "random.Random",
-            _rawstate.random_get,
-            _rawstate.random_set,
-            lambda g, seed, key: _seeded_python(seed, key),
-        ),
-        "torch.Generator": Adapter(
-            "torch.Generator",
-            lambda g: g.get_state(),
-            _torch_set,
-            lambda g, seed, key: _seeded_torch(str(g.device), seed, key),
-        ),
-    }
+
+def adapter_named(kind: str) -> Adapter | None:
+    """The adapter that reads checkpoint data recorded with ``kind``."""
+    if kind.startswith("numpy.") and kind not in ADAPTERS:
+        _add_numpy_adapters()
+    return ADAPTERS.get(kind)
+
+
+def _add_numpy_adapters() -> None:
+    """NumPy's adapters, added at first use so that ``import repro_ctx`` imports no NumPy."""
+    from ._numpy_generators import numpy_adapters
+
+    for adapter in numpy_adapters():
+        ADAPTERS.setdefault(adapter.kind, adapter)
 
 
 def adapter_for(obj: object) -> Adapter:
@@ -121,37 +222,44 @@ def adapter_for(obj: object) -> Adapter:
                 "random.SystemRandom draws from the OS and has no state to capture or seed; "
                 f"expected {SUPPORTED}"
             )
-        return _adapters()["random.Random"]
-    import sys
-
+        return ADAPTERS["random.Random"]
     np = sys.modules.get("numpy")
     if np is not None:
-        if isinstance(obj, np.random.Generator):
-            return _adapters()["numpy.random.Generator"]
-        if isinstance(obj, np.random.RandomState):
-            return _adapters()["numpy.random.RandomState"]
-        if isinstance(obj, np.random.BitGenerator):
-            return _adapters()["numpy.random.BitGenerator"]
+        for cls, kind in ((np.random.Generator, "numpy.random.Generator"),
+                          (np.random.RandomState, "numpy.random.RandomState"),
+                          (np.random.BitGenerator, "numpy.random.BitGenerator")):
+            if isinstance(obj, cls):
+                adapter = adapter_named(kind)
+                assert adapter is not None
+                return adapter
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.Generator):
-        return _adapters()["torch.Generator"]
+        return ADAPTERS["torch.Generator"]
     raise TypeError(f"cannot scope a {type(obj).__qualname__} object; expected {SUPPORTED}")
 
 
-def check_generators(objects: Iterable[object]) -> tuple[tuple[object, Adapter], ...]:
+class Tracked(NamedTuple):
+    """One generator a scope covers, its adapter, and what the adapter prepared for it."""
+
+    obj: Any
+    adapter: Adapter
+    info: Any
+
+
+def check_generators(objects: Iterable[object]) -> tuple[Tracked, ...]:
     """Validate ``generators=`` up front, so a bad one changes nothing."""
     if isinstance(objects, (str, bytes)) or not isinstance(objects, Iterable):
         raise TypeError(
             f"generators must be an iterable of generator objects, got {type(objects).__name__}"
         )
-    pairs: list[tuple[object, Adapter]] = []
+    tracked: list[Tracked] = []
     seen: set[int] = set()
     for obj in objects:
         adapter = adapter_for(obj)
         if id(obj) not in seen:
             seen.add(id(obj))
-            pairs.append((obj, adapter))
-    return tuple(pairs)
+            tracked.append(Tracked(obj, adapter, adapter.prepare(obj)))
+    return tuple(tracked)
 
 
 class GeneratorsSource:
@@ -159,25 +267,26 @@ class GeneratorsSource:
 
     name = "generators"
 
-    __slots__ = ("_key_space", "_pairs")
+    __slots__ = ("_key_space", "_tracked")
 
-    def __init__(self, pairs: tuple[tuple[object, Adapter], ...], key_space: int) -> None:
-        self._pairs = pairs
+    def __init__(self, tracked: tuple[Tracked, ...], key_space: int) -> None:
+        self._tracked = tracked
         self._key_space = key_space
 
     def capture(self) -> tuple[object, ...]:
-        return tuple([adapter.get(obj) for obj, adapter in self._pairs])
+        return tuple([adapter.get(obj, info) for obj, adapter, info in self._tracked])
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         if plan.seed is None:
             return
         seed, space = plan.seed, self._key_space
-        for index, (obj, adapter) in enumerate(self._pairs):
-            adapter.set(obj, adapter.seeded(obj, seed, (space, index)))
+        for index, (obj, adapter, info) in enumerate(self._tracked):
+            adapter.set(obj, info, adapter.seeded(obj, info, seed, (space, index)))
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
-        for (obj, adapter), state in zip(self._pairs, snapshot):
-            adapter.set(obj, state)
+        for (obj, adapter, info), state in zip(self._tracked, snapshot):
+            adapter.set(obj, info, state)
 
     swap = swap_by_restore
+

@@ -25,10 +25,11 @@ from ._source import Plan, swap_by_restore
 
 
 class _Entry:
-    __slots__ = ("adapter", "key", "ref", "seeded", "strong")
+    __slots__ = ("adapter", "info", "key", "ref", "seeded", "strong")
 
-    def __init__(self, obj: object, adapter: Adapter, key: int) -> None:
+    def __init__(self, obj: object, adapter: Adapter, info: Any, key: int) -> None:
         self.adapter = adapter
+        self.info = info
         self.key = key
         self.seeded: tuple[int, object] | None = None  # (seed, state) of the last seeding
         self.strong: object | None = None
@@ -89,7 +90,7 @@ def register(obj: object) -> None:
         _prune()
         if id(obj) in _entries:
             return
-        entry = _Entry(obj, adapter, next(_counter))
+        entry = _Entry(obj, adapter, adapter.prepare(obj), next(_counter))
         if entry.ref is not None:
             entry.ref = weakref.ref(obj, functools.partial(_discard, id(obj)))
         _entries[id(obj)] = entry
@@ -133,7 +134,7 @@ class RegistrySource:
             for entry in _entries.values():
                 obj = entry.get()
                 if obj is not None:
-                    captured.append((obj, entry, entry.adapter.get(obj)))
+                    captured.append((obj, entry, entry.adapter.get(obj, entry.info)))
             return tuple(captured)
 
     def seed(self, snapshot: object, plan: Plan) -> None:
@@ -142,17 +143,17 @@ class RegistrySource:
         assert isinstance(snapshot, tuple)
         seed = plan.seed
         for obj, entry, _state in snapshot:
-            adapter = entry.adapter
+            adapter, info = entry.adapter, entry.info
             seeded = entry.seeded
             if seeded is None or seeded[0] != seed:
-                state = adapter.seeded(obj, seed, (REGISTERED_GENERATORS_KEY, entry.key))
+                state = adapter.seeded(obj, info, seed, (REGISTERED_GENERATORS_KEY, entry.key))
                 entry.seeded = seeded = (seed, state)
-            adapter.set(obj, seeded[1])
+            adapter.set(obj, info, seeded[1])
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
         for obj, entry, state in snapshot:
-            entry.adapter.set(obj, state)
+            entry.adapter.set(obj, entry.info, state)
 
     def swap(self, snapshot: object) -> object:
         if not snapshot and not _entries:  # nothing registered, then or now

@@ -98,16 +98,19 @@ class RNGState:
                     out[part.name] = (part.kind, part.snapshot)
                 else:
                     codec = codec_for(part.source)
-                    out[part.name] = (codec.kind, codec.to_plain(part.source, part.snapshot))
+                    out[part.name] = (codec.kind, codec.to_plain(part.snapshot))
             object.__setattr__(self, "_plain", out)
             return out
         return self._plain
 
     def _item_digests(self) -> dict[str, dict[str, str]]:
         if self._digests is None:
-            from ._state_dict import item_digests
+            from ._state_dict import codec_for, codec_named, item_digests
 
-            digests = {name: item_digests(kind, data)
+            sources = default_sources()
+            codecs = {part.name: codec_for(part.source) if part.source is not None
+                      else codec_named(part.kind or "", sources) for part in self._parts}
+            digests = {name: item_digests(kind, codecs[name], data)
                        for name, (kind, data) in self._plain_sources().items()}
             object.__setattr__(self, "_digests", digests)
             return digests
@@ -119,7 +122,7 @@ class RNGState:
         It holds only tensors, ints, floats, strings, ``None``, bools, lists and
         dicts, and is a fresh copy on every call.
         """
-        from ._state_dict import copy_plain
+        from ._plain import copy_plain
 
         return {
             "format": FORMAT,
@@ -137,7 +140,10 @@ class RNGState:
         Malformed data raises ``ValueError`` (``TypeError`` if it is not a
         mapping). Whether it matches this process is checked by ``restore``.
         """
-        from ._state_dict import Malformed, codec_named
+        from ._plain import Malformed
+        from ._state_dict import codec_named
+
+        live = default_sources()
 
         if not isinstance(state_dict, Mapping):
             raise TypeError(
@@ -163,7 +169,7 @@ class RNGState:
                 raise ValueError(f"malformed RNGState state dict: sources[{name!r}] must be "
                                  "a dict with 'kind' and 'state'")
             try:
-                data = codec_named(kind).check(entry["state"])
+                data = codec_named(kind, live).check(entry["state"])
             except Malformed as exc:
                 raise ValueError(f"malformed RNGState state dict: sources[{name!r}]: "
                                  f"{exc}") from None
@@ -178,7 +184,7 @@ class RNGState:
         Stable across processes, machines and repro_ctx releases that keep
         this state dict version.
         """
-        from ._state_dict import digest
+        from ._plain import digest
 
         return digest(sorted(
             [name, digests] for name, digests in self._item_digests().items()
@@ -247,7 +253,7 @@ class RNGState:
                 mismatches.append(f"{part.name}: captured as {part.kind!r}, "
                                   f"but it is {codec.kind!r} here")
                 continue
-            resolved = codec.resolve(source, part.snapshot)
+            resolved = codec.resolve(part.snapshot)
             mismatches += [f"{part.name}: {problem}" for problem in resolved.mismatches]
             if resolved.snapshot is not None:
                 actions.append((source, resolved.snapshot))

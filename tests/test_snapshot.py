@@ -32,7 +32,7 @@ from repro_ctx import (
 )
 from repro_ctx._snapshot import StateMismatchError
 from repro_ctx._sources import default_sources
-from repro_ctx._state_dict import numpy_plain
+from repro_ctx._numpy_state import listed as numpy_plain
 from tests import resume_training
 from tests.state import draws, full_state, scramble
 
@@ -533,7 +533,7 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
         (lambda d: d["sources"]["environment"]["state"].update({1: "x"}),
          "keys must be strings"),
         (lambda d: d["sources"]["registered generators"]["state"].update(generators=[
-            {"kind": "other", "type": "x", "state": None}]), "kind must be one of"),
+            {"kind": "other", "type": "x", "state": None}]), "kind must be a generator kind"),
         (lambda d: d["sources"]["registered generators"]["state"].update(generators=[
             {"kind": "torch.Generator", "type": "cpu", "state": [1]}]), "torch.uint8"),
         (lambda d: d["sources"]["registered generators"]["state"].update(generators=[
@@ -643,7 +643,7 @@ def test_every_mismatch_is_listed_in_one_error() -> None:
         "environment: PYTHONHASHSEED was not captured",
         "environment: OTHER is not covered here",
         "torch (cpu): the state has 7 bytes",
-        "numpy.random (global): captured a PCG64 state",
+        "numpy.random (global): captured with a PCG64 bit generator",
         "random: captured as 'tensor', but it is 'random' here",
     ]
     for needle in expected:

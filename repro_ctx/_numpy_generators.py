@@ -1,0 +1,122 @@
+"""Adapters for NumPy's generator objects: Generator, BitGenerator and RandomState.
+
+Imported at the first NumPy object a scope is handed, never by ``import repro_ctx``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _numpy_state as access
+from ._generators import Adapter, sequence
+from ._numpy_random import check_numpy_dict
+from ._plain import Plain, round_trip
+
+
+class BitGenSnapshot(NamedTuple):
+    """A bit generator's public state and its SeedSequence with the spawn counter."""
+
+    state: dict[str, Any]
+    seed_seq: Any
+    spawned: int | None
+
+
+@lru_cache(maxsize=256)
+def _seeded_bitgen(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
+    seq = sequence(seed, key)
+    return BitGenSnapshot(access.bitgen_get(bitgen_type(seq)), seq, 0)
+
+
+class _BitGenAdapter(Adapter):
+    """A BitGenerator, alone or behind a Generator (``bit_generator`` picks it)."""
+
+    def __init__(self, kind: str, behind_generator: bool) -> None:
+        self.kind = kind
+        self._behind = behind_generator
+
+    def _bitgen(self, obj: Any) -> Any:
+        return obj.bit_generator if self._behind else obj
+
+    def type_name(self, obj: Any, info: Any) -> str:
+        return type(self._bitgen(obj)).__name__
+
+    def get(self, obj: Any, info: Any) -> BitGenSnapshot:
+        bitgen = self._bitgen(obj)
+        seq, spawned = access.seed_sequence(bitgen)
+        return BitGenSnapshot(access.bitgen_get(bitgen), seq, spawned)
+
+    def set(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> None:
+        access.bitgen_set(self._bitgen(obj), snapshot.state, snapshot.seed_seq, snapshot.spawned)
+
+    def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
+        bitgen_type: Any = type(self._bitgen(obj))
+        return _seeded_bitgen(bitgen_type, seed, key)
+
+    def to_plain(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> Plain:
+        return access.listed(snapshot.state)
+
+    def check(self, data: Plain, where: str) -> None:
+        check_numpy_dict(data, where)
+
+    def from_plain(self, obj: Any, info: Any, data: Plain) -> BitGenSnapshot:
+        bitgen = self._bitgen(obj)
+        scratch = copy.deepcopy(bitgen)
+        round_trip(lambda d: setattr(scratch, "state", d),
+                   lambda: access.listed(scratch.state), data, "state")
+        # a checkpoint holds the stream, not the spawn history: keep the live SeedSequence
+        seq, spawned = access.seed_sequence(bitgen)
+        return BitGenSnapshot(data, seq, spawned)
+
+
+@lru_cache(maxsize=256)
+def _seeded_legacy(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> dict[str, Any]:
+    rs = np.random.RandomState(bitgen_type(sequence(seed, key)))
+    state: dict[str, Any] = access.listed(rs.get_state(legacy=False))
+    return state
+
+
+class _RandomStateAdapter(Adapter):
+    kind = "numpy.random.RandomState"
+
+    def prepare(self, obj: Any) -> Any:
+        """Its bit generator: the lock to hold, and the type seeded states are built with."""
+        return access.bit_generator_of(obj)
+
+    def type_name(self, obj: Any, info: Any) -> str:
+        return type(info).__name__
+
+    def get(self, obj: Any, info: Any) -> object:
+        return access.legacy_get(obj, info)
+
+    def set(self, obj: Any, info: Any, snapshot: Any) -> None:
+        access.legacy_set(obj, info, snapshot)
+
+    def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> object:
+        bitgen_type: Any = type(info)
+        return _seeded_legacy(bitgen_type, seed, key)
+
+    def to_plain(self, obj: Any, info: Any, snapshot: Any) -> Plain:
+        return access.listed(snapshot)
+
+    def check(self, data: Plain, where: str) -> None:
+        check_numpy_dict(data, where)
+
+    def from_plain(self, obj: Any, info: Any, data: Plain) -> object:
+        scratch = copy.deepcopy(obj)
+        round_trip(scratch.set_state, lambda: access.listed(scratch.get_state(legacy=False)),
+                   data, "state")
+        return data
+
+
+
+
+def numpy_adapters() -> tuple[Adapter, ...]:
+    return (
+        _BitGenAdapter("numpy.random.Generator", behind_generator=True),
+        _BitGenAdapter("numpy.random.BitGenerator", behind_generator=False),
+        _RandomStateAdapter(),
+    )

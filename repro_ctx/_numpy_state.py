@@ -1,0 +1,144 @@
+"""NumPy generator state through NumPy's public API, under each generator's own lock.
+
+NumPy guards a generator's state with ``bit_generator.lock`` (a
+``threading.Lock``): every draw holds it. A state read or written without it
+can interleave with a draw in another thread and tear: half the old state,
+half the new. Newer NumPy releases take the lock inside the public accessors
+themselves, older ones do not, and the lock is not reentrant, so taking it
+around a call that takes it too would deadlock. Which accessors lock by
+themselves is therefore decided once, from NumPy's version (and pinned by
+``tests/test_facts.py``, which watches each accessor block on a held lock):
+
+* ``RandomState.get_state`` / ``set_state``: from NumPy 2.4;
+* ``BitGenerator.state`` (get and set, so also ``__setstate__``): from 2.5;
+* ``RandomState.seed`` and ``set_bit_generator``: ``seed`` in every supported
+  release, ``set_bit_generator`` (the outgoing generator's lock) from 2.4.
+
+Everything else is speed within the public API: the MT19937 key is kept as a
+Python list, because ``set_state`` copies a list in about 4 us and an ndarray
+element by element in about 60 us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+
+_VERSION: Final = np.lib.NumpyVersion(np.__version__)
+
+LEGACY_ACCESSORS_LOCK: Final = _VERSION >= "2.4.0"
+"""``RandomState.get_state``/``set_state`` (and ``np.random.*``'s) take the lock themselves."""
+BITGEN_ACCESSORS_LOCK: Final = _VERSION >= "2.5.0"
+"""``BitGenerator.state`` (get, set, ``__setstate__``) takes the lock itself."""
+SET_BIT_GENERATOR_LOCKS: Final = _VERSION >= "2.4.0"
+"""``np.random.set_bit_generator`` takes the outgoing generator's lock itself."""
+SEED_SEQUENCE_RESTORABLE: Final = _VERSION >= "2.0.0"
+"""``BitGenerator.__setstate__`` takes ``(state, seed_seq)``: the spawn counter is restorable."""
+
+_NO_LOCK: Final = contextlib.nullcontext()
+
+# public since NumPy 1.25, absent from its type stubs
+_get_bit_generator: Callable[[], Any] = np.random.get_bit_generator  # type: ignore[attr-defined]
+_set_bit_generator: Callable[[Any], None] = np.random.set_bit_generator  # type: ignore[attr-defined]
+
+
+def listed(value: Any) -> Any:
+    """A NumPy public state with every ndarray as a list (NumPy scalars as Python numbers)."""
+    if isinstance(value, dict):
+        return {key: listed(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def legacy_lock(bit_generator: Any) -> contextlib.AbstractContextManager[Any]:
+    """What to hold around a ``RandomState`` state accessor backed by ``bit_generator``."""
+    return _NO_LOCK if LEGACY_ACCESSORS_LOCK else bit_generator.lock
+
+
+def bitgen_lock(bit_generator: Any) -> contextlib.AbstractContextManager[Any]:
+    """What to hold around ``bit_generator.state`` and ``__setstate__``."""
+    return _NO_LOCK if BITGEN_ACCESSORS_LOCK else bit_generator.lock
+
+
+# -- the global RandomState (np.random.rand, np.random.seed, ...) -------------------
+
+
+def global_bit_generator() -> Any:
+    return _get_bit_generator()
+
+
+def global_get() -> dict[str, Any]:
+    """``np.random.get_state(legacy=False)``, cached Gaussian included, keys as lists."""
+    with legacy_lock(_get_bit_generator()):
+        state: dict[str, Any] = listed(np.random.get_state(legacy=False))
+        return state
+
+
+def global_set(state: dict[str, Any]) -> None:
+    with legacy_lock(_get_bit_generator()):
+        np.random.set_state(state)
+
+
+def global_use(bit_generator: Any) -> None:
+    """``np.random.set_bit_generator``, with the outgoing generator's lock held."""
+    if SET_BIT_GENERATOR_LOCKS:
+        _set_bit_generator(bit_generator)
+        return
+    with _get_bit_generator().lock:
+        _set_bit_generator(bit_generator)
+
+
+# -- a RandomState object --------------------------------------------------------
+
+
+def legacy_get(rs: Any, bit_generator: Any) -> dict[str, Any]:
+    """``rs.get_state(legacy=False)``, arrays as lists, under ``bit_generator``'s lock."""
+    with legacy_lock(bit_generator):
+        state: dict[str, Any] = listed(rs.get_state(legacy=False))
+        return state
+
+
+def legacy_set(rs: Any, bit_generator: Any, state: dict[str, Any]) -> None:
+    with legacy_lock(bit_generator):
+        rs.set_state(state)
+
+
+def bit_generator_of(rs: Any) -> Any:
+    """The BitGenerator behind a RandomState, through the pickle protocol (public)."""
+    return rs.__reduce__()[1][0]
+
+
+# -- a BitGenerator (alone or behind a Generator) ----------------------------------
+
+
+def seed_sequence(bit_generator: Any) -> tuple[Any, int | None]:
+    """The generator's SeedSequence and its spawn counter (``None`` if it has none)."""
+    seq = bit_generator.seed_seq
+    return seq, getattr(seq, "n_children_spawned", None)
+
+
+def bitgen_get(bit_generator: Any) -> dict[str, Any]:
+    with bitgen_lock(bit_generator):
+        state: dict[str, Any] = listed(bit_generator.state)
+        return state
+
+
+def bitgen_set(bit_generator: Any, state: dict[str, Any], seq: Any, spawned: int | None) -> None:
+    """Write ``state`` and, where NumPy allows it, the SeedSequence with ``spawned`` children."""
+    if not SEED_SEQUENCE_RESTORABLE:
+        with bitgen_lock(bit_generator):
+            bit_generator.state = state
+        return
+    if spawned is not None and seq.n_children_spawned != spawned:
+        seq = np.random.SeedSequence(
+            seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size,
+            n_children_spawned=spawned,
+        )
+    with bitgen_lock(bit_generator):
+        bit_generator.__setstate__((state, seq))

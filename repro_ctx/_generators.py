@@ -216,8 +216,11 @@ def _add_numpy_adapters() -> None:
 
 def adapter_for(obj: object) -> Adapter:
     """The adapter for ``obj``, or a ``TypeError`` that lists what is supported."""
-    if isinstance(obj, random.Random):
-        if isinstance(obj, random.SystemRandom):
+    # the type, not isinstance(): an object whose ``__class__`` claims a generator type
+    # must not reach that type's state accessors
+    cls = type(obj)
+    if issubclass(cls, random.Random):
+        if issubclass(cls, random.SystemRandom):
             raise TypeError(
                 "random.SystemRandom draws from the OS and has no state to capture or seed; "
                 f"expected {SUPPORTED}"
@@ -225,15 +228,15 @@ def adapter_for(obj: object) -> Adapter:
         return ADAPTERS["random.Random"]
     np = sys.modules.get("numpy")
     if np is not None:
-        for cls, kind in ((np.random.Generator, "numpy.random.Generator"),
+        for np_cls, kind in ((np.random.Generator, "numpy.random.Generator"),
                           (np.random.RandomState, "numpy.random.RandomState"),
                           (np.random.BitGenerator, "numpy.random.BitGenerator")):
-            if isinstance(obj, cls):
+            if issubclass(cls, np_cls):
                 adapter = adapter_named(kind)
                 assert adapter is not None
                 return adapter
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.Generator):
+    if torch is not None and issubclass(cls, torch.Generator):
         return ADAPTERS["torch.Generator"]
     raise TypeError(f"cannot scope a {type(obj).__qualname__} object; expected {SUPPORTED}")
 

@@ -45,12 +45,14 @@ class _BitGenAdapter(Adapter):
         return type(self._bitgen(obj)).__name__
 
     def get(self, obj: Any, info: Any) -> BitGenSnapshot:
-        bitgen = self._bitgen(obj)
-        seq, spawned = access.seed_sequence(bitgen)
+        bitgen = obj.bit_generator if self._behind else obj
+        seq = bitgen.seed_seq
+        spawned = getattr(seq, "n_children_spawned", None)
         return BitGenSnapshot(access.bitgen_get(bitgen), seq, spawned)
 
     def set(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> None:
-        access.bitgen_set(self._bitgen(obj), snapshot.state, snapshot.seed_seq, snapshot.spawned)
+        bitgen = obj.bit_generator if self._behind else obj
+        access.bitgen_set(bitgen, snapshot.state, snapshot.seed_seq, snapshot.spawned)
 
     def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
         bitgen_type: Any = type(self._bitgen(obj))

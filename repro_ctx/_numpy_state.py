@@ -56,6 +56,17 @@ def listed(value: Any) -> Any:
     return value
 
 
+def settable(state: dict[str, Any]) -> dict[str, Any]:
+    """A fresh state from a getter, made cheap to set again: MT19937's key as a list.
+
+    Other bit generators' states are a few ints or small arrays, kept as they are.
+    """
+    if state["bit_generator"] == "MT19937":
+        inner = state["state"]
+        inner["key"] = inner["key"].tolist()
+    return state
+
+
 def legacy_lock(bit_generator: Any) -> contextlib.AbstractContextManager[Any]:
     """What to hold around a ``RandomState`` state accessor backed by ``bit_generator``."""
     return _NO_LOCK if LEGACY_ACCESSORS_LOCK else bit_generator.lock
@@ -76,8 +87,7 @@ def global_bit_generator() -> Any:
 def global_get() -> dict[str, Any]:
     """``np.random.get_state(legacy=False)``, cached Gaussian included, keys as lists."""
     with legacy_lock(_get_bit_generator()):
-        state: dict[str, Any] = listed(np.random.get_state(legacy=False))
-        return state
+        return settable(np.random.get_state(legacy=False))
 
 
 def global_set(state: dict[str, Any]) -> None:
@@ -100,8 +110,7 @@ def global_use(bit_generator: Any) -> None:
 def legacy_get(rs: Any, bit_generator: Any) -> dict[str, Any]:
     """``rs.get_state(legacy=False)``, arrays as lists, under ``bit_generator``'s lock."""
     with legacy_lock(bit_generator):
-        state: dict[str, Any] = listed(rs.get_state(legacy=False))
-        return state
+        return settable(rs.get_state(legacy=False))
 
 
 def legacy_set(rs: Any, bit_generator: Any, state: dict[str, Any]) -> None:
@@ -125,8 +134,7 @@ def seed_sequence(bit_generator: Any) -> tuple[Any, int | None]:
 
 def bitgen_get(bit_generator: Any) -> dict[str, Any]:
     with bitgen_lock(bit_generator):
-        state: dict[str, Any] = listed(bit_generator.state)
-        return state
+        return settable(bit_generator.state)
 
 
 def bitgen_set(bit_generator: Any, state: dict[str, Any], seq: Any, spawned: int | None) -> None:

@@ -7,42 +7,10 @@ under the GIL without releasing it, so no draw can interleave with them.
 from __future__ import annotations
 
 import random
-from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 from ._plain import Plain, Resolved, check_plain, expect, field, round_trip
 from ._source import Plan, undo
-
-_SEEN_ONCE_LIMIT: Final = 256
-
-
-@lru_cache(maxsize=64)
-def seeded_state(seed: int) -> tuple[Any, ...]:
-    """The state ``random.seed(seed)`` leaves, for a seed that comes back."""
-    return random.Random(seed).getstate()
-
-
-class _SeedMemo:
-    """Seed directly the first time a seed is seen; copy a cached state from the second on.
-
-    ``random.seed`` costs about 4 us, a cached ``setstate`` about 5 us less
-    ``getstate``'s 12 us to build the cache: a seed used once (a per-sample
-    seed) is cheapest seeded directly, a seed that recurs from the cache.
-    """
-
-    __slots__ = ("_seen",)
-
-    def __init__(self) -> None:
-        self._seen: dict[int, None] = {}
-
-    def recurring(self, seed: int) -> bool:
-        if seed in self._seen:
-            return True
-        if len(self._seen) >= _SEEN_ONCE_LIMIT:
-            self._seen.clear()
-        self._seen[seed] = None
-        return False
-
 
 def random_plain(state: tuple[Any, ...]) -> Plain:
     """A ``random.Random.getstate()`` value as ``{"version", "state", "gauss_next"}``."""
@@ -80,20 +48,15 @@ class PythonRandomSource:
         self._getstate = random.getstate
         self._setstate = random.setstate
         self._seed = random.seed
-        self._memo = _SeedMemo()
 
     def capture(self) -> tuple[Any, ...]:
         state: tuple[Any, ...] = self._getstate()
         return state
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        seed = plan.seed
-        if seed is None:
-            return
-        if self._memo.recurring(seed):
-            self._setstate(seeded_state(seed))
-        else:
-            self._seed(seed)
+        if plan.seed is not None:
+            # about 4 us for any int: cheaper than copying in a cached state
+            self._seed(plan.seed)
 
     def restore(self, snapshot: object) -> None:
         self._setstate(snapshot)  # type: ignore[arg-type]

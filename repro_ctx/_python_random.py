@@ -12,6 +12,7 @@ from typing import Any
 from ._plain import Plain, Resolved, check_plain, expect, field, round_trip
 from ._source import Plan, undo
 
+
 def random_plain(state: tuple[Any, ...]) -> Plain:
     """A ``random.Random.getstate()`` value as ``{"version", "state", "gauss_next"}``."""
     version, internal, gauss_next = state

@@ -194,9 +194,11 @@ class RNGState:
         """Name every source, and flag, device or generator within one, that differs."""
         if not isinstance(other, RNGState):
             raise TypeError(f"diff() compares two RNGState objects, got {type(other).__name__}")
-        from ._state_dict import diff_digests
+        from ._state_dict import diff_digests, unreadable_flags
 
-        return diff_digests(self._item_digests(), other._item_digests())
+        found = diff_digests(self._item_digests(), other._item_digests())
+        skipped = unreadable_flags(self._plain_sources(), other._plain_sources())
+        return [f"{entry} ({skipped[entry]})" if entry in skipped else entry for entry in found]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RNGState):
@@ -211,7 +213,7 @@ class RNGState:
 
     # -- restoring --------------------------------------------------------------
 
-    def restore(self, *, strict: bool = True) -> list[str]:
+    def restore(self, *, strict: bool = True, flags: bool | None = None) -> list[str]:
         """Put this state back into the process's RNGs, flags and environment.
 
         Every mismatch with this process (a source or flag missing on either
@@ -221,23 +223,46 @@ class RNGState:
         nothing is restored; with ``strict=False`` what matches is restored
         and the list of what was skipped is returned. If a restore fails,
         what was already restored is rolled back before the error propagates.
+
+        A state loaded with ``from_state_dict()`` carries streams, not the
+        machine: it restores every RNG, and the torch determinism and
+        precision flags only with ``flags=True``; it never changes the
+        environment or the thread count of this process. A state captured in
+        this process restores everything (``flags=False`` leaves its flags).
+        A flag that reads ``None`` on either side (inductor's config before
+        it is imported) is left as it is, and is no mismatch.
         """
         if strict is not True and strict is not False:
             raise TypeError(f"strict must be True or False, got {strict!r}")
+        if flags is not None and flags is not True and flags is not False:
+            raise TypeError(f"flags must be True, False or None, got {flags!r}")
         with _scope._lock:
-            actions, mismatches = self._plan_restore()
+            actions, mismatches = self._plan_restore(flags)
             if mismatches and strict:
                 raise StateMismatchError(mismatches)
             _apply(actions)
         return mismatches
 
-    def _plan_restore(self) -> tuple[list[tuple[Source, object]], list[str]]:
-        from ._state_dict import check_local_device, codec_for
+    def _plan_restore(
+        self, flags: bool | None
+    ) -> tuple[list[tuple[Source, object]], list[str]]:
+        from ._state_dict import FLAG_KINDS, MACHINE_KINDS, check_local_device, codec_for
+
+        def restored(kind: str, loaded: bool) -> bool:
+            if kind in MACHINE_KINDS:
+                return not loaded
+            if kind in FLAG_KINDS:
+                return (not loaded) if flags is None else flags
+            return True
 
         live = {source.name: source for source in default_sources()}
         actions: list[tuple[Source, object]] = []
         mismatches: list[str] = []
         for part in self._parts:
+            loaded = part.source is None
+            kind = part.kind if loaded else _kind_of(part.source)
+            if not restored(kind or "", loaded):
+                continue
             if part.source is not None:
                 problems = check_local_device(part.source, part.snapshot)
                 mismatches += [f"{part.name}: {problem}" for problem in problems]
@@ -258,8 +283,20 @@ class RNGState:
             if resolved.snapshot is not None:
                 actions.append((source, resolved.snapshot))
         names = {part.name for part in self._parts}
-        mismatches += [f"{name}: not in this state" for name in live if name not in names]
+        loaded_state = any(part.source is None for part in self._parts)
+        mismatches += [f"{name}: not in this state" for name, source in live.items()
+                       if name not in names and restored(_kind_of(source), loaded_state)]
         return actions, mismatches
+
+
+def _kind_of(source: object) -> str:
+    """The plain-data kind of a live source; ``""`` for one that has none."""
+    from ._state_dict import codec_for
+
+    try:
+        return codec_for(source).kind
+    except TypeError:
+        return ""
 
 
 def _apply(actions: list[tuple[Source, object]]) -> None:

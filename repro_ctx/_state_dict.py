@@ -35,6 +35,13 @@ from ._registry import RegistrySource
 from ._tf32 import TF32Snapshot, TF32Source
 from ._torch_random import TorchCPUSource
 
+FLAG_KINDS: Final = frozenset({"flags", "tf32"})
+"""Determinism and precision flags: a loaded state restores them only when asked to."""
+MACHINE_KINDS: Final = frozenset({"environment"})
+"""What a loaded state never restores: it describes the machine, not the streams."""
+MACHINE_FLAGS: Final = frozenset({"torch.get_num_threads"})
+"""Flags that describe the machine: a loaded state leaves them as they are."""
+
 
 class _TableCodec:
     """A codec kept here for a source that does not convert its own snapshots."""
@@ -93,9 +100,6 @@ def _flag_value(loaded: Plain, current: object) -> object:
         if not isinstance(loaded, list) or len(loaded) != len(current):
             raise _Skip(f"expected {len(current)} values, got {loaded!r}")
         return tuple(_flag_value(item, now) for item, now in zip(loaded, current, strict=True))
-    if current is None and loaded is not None:
-        raise _Skip(f"captured {loaded!r}, but it reads None here (not available, or its "
-                    "module is not imported yet), so it cannot be set")
     if type(loaded) is not type(current):
         raise _Skip(
             f"captured {type(loaded).__name__} {loaded!r}, but it is "
@@ -130,6 +134,11 @@ class FlagsCodec(_TableCodec):
         for flag, now in zip(source.flags, current, strict=True):
             if flag.name not in data:
                 mismatches.append(f"{flag.name} was not captured")
+                values.append(now)
+                continue
+            if flag.name in MACHINE_FLAGS or now is None or data[flag.name] is None:
+                # a machine setting, or unreadable on one side (a module not imported
+                # yet): left as it is, which blocks no restore of the streams
                 values.append(now)
                 continue
             try:
@@ -457,6 +466,25 @@ def diff_digests(
             for item in _union(a, b):
                 if a.get(item) != b.get(item):
                     out.append(f"{name}: {item}" if item else name)
+    return out
+
+
+def unreadable_flags(
+    mine: Mapping[str, tuple[str, Plain]], theirs: Mapping[str, tuple[str, Plain]]
+) -> dict[str, str]:
+    """``diff`` entries of flags that read ``None`` in one state: what a restore skips."""
+    out: dict[str, str] = {}
+    for name, (kind, data) in mine.items():
+        if kind != "flags" or name not in theirs or theirs[name][0] != "flags":
+            continue
+        other = theirs[name][1]
+        for flag in data.keys() & other.keys():
+            a, b = data[flag], other[flag]
+            if (a is None) != (b is None):
+                side = "first" if a is None else "second"
+                out[f"{name}: {flag}"] = (
+                    f"reads None in the {side} state: not imported or not available there; "
+                    "a restore leaves it as it is")
     return out
 
 

@@ -119,8 +119,16 @@ def legacy_set(rs: Any, bit_generator: Any, state: dict[str, Any]) -> None:
 
 
 def bit_generator_of(rs: Any) -> Any:
-    """The BitGenerator behind a RandomState, through the pickle protocol (public)."""
-    return rs.__reduce__()[1][0]
+    """The BitGenerator behind a RandomState: its lock guards the RandomState's state.
+
+    NumPy >= 2.0 hands it out through the pickle protocol (``__reduce__``).
+    Older releases pickle only its name and offer no public accessor, so there
+    the attribute that holds it is read: the one place a private name is used,
+    to hold the lock NumPy itself holds while it draws.
+    """
+    if SEED_SEQUENCE_RESTORABLE:  # NumPy >= 2.0
+        return rs.__reduce__()[1][0]
+    return rs._bit_generator
 
 
 # -- a BitGenerator (alone or behind a Generator) ----------------------------------

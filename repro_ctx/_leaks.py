@@ -13,8 +13,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._source import Source
+
+if TYPE_CHECKING:
+    from ._flags import Flag
 
 _UNSET = "unset"
 _DRAWN = "state changed (drawn from or reseeded outside a scope)"
@@ -90,8 +94,13 @@ def _flag_changes(source: object, old: object, new: object) -> list[Change]:
     return [
         Change(flag.name, repr(plain(a)), repr(plain(b)))
         for flag, a, b in zip(source.flags, old, new, strict=True)
-        if a != b
+        if a != b and not _first_read(flag, a, b)
     ]
+
+
+def _first_read(flag: Flag, old: object, new: object) -> bool:
+    """A flag unreadable before (its module not imported) that now reads its import-time value."""
+    return old is None and flag.initial is not None and new == flag.initial()
 
 
 def _tf32_changes(source: object, old: object, new: object) -> list[Change]:

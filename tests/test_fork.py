@@ -218,6 +218,20 @@ def test_the_child_hook_frees_a_lock_another_thread_holds_and_drops_its_scopes(
         assert namespace["lock"].acquire(blocking=False)
 
 
+def test_a_lock_with_nothing_else_to_drop_is_renewed_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registered: list[Callable[[], None]] = []
+    monkeypatch.setattr(os, "register_at_fork", lambda *, after_in_child: registered.append(
+        after_in_child))
+    namespace: dict[str, Any] = {"lock": threading.RLock()}
+    renew_after_fork(namespace, "lock")
+    original = namespace["lock"]
+    with held_by_another_thread(original.acquire, original.release):
+        registered[0]()
+        assert namespace["lock"] is not original
+
+
 def test_without_fork_nothing_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "register_at_fork")
     renew_after_fork({"lock": threading.RLock()}, "lock")  # no error, nothing to do

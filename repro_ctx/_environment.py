@@ -1,8 +1,18 @@
-"""Environment variables a scope sets for what it starts or first initialises."""
+"""Environment variables that decide determinism: every one a scope puts back exactly.
+
+A scope sets two of them itself, for what it starts or first initialises:
+cuBLAS reads its workspace setting once, at its first use, and
+``PYTHONHASHSEED`` only affects new interpreters. The others are set by
+libraries' own determinism helpers (Lightning's ``seed_everything``,
+transformers' ``enable_full_determinism``) when they run inside a scope; left
+set after it, they would change everything that runs later. All of them are
+captured on entry and come back exactly on exit: an unset variable comes
+back unset.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._environ_access import EnvironAccess
 from ._seed import hash_seed
@@ -11,18 +21,59 @@ from ._source import Plan, WritesDifferences
 CUBLAS_WORKSPACE_CONFIG: Final = ":4096:8"
 
 
-class EnvironmentSource(WritesDifferences):
-    """``CUBLAS_WORKSPACE_CONFIG`` and ``PYTHONHASHSEED``.
+class ScopedVariable(NamedTuple):
+    name: str
+    reason: str
+    """One line: why it decides determinism, and who sets it."""
 
-    cuBLAS reads its workspace setting once, at its first use, and
-    ``PYTHONHASHSEED`` only affects new interpreters; setting both inside the
-    scope makes CUDA first used there, and child processes started there,
-    deterministic. A value the user already set is never overridden for
-    ``CUBLAS_WORKSPACE_CONFIG``. Unset variables come back unset.
+
+SCOPED_VARIABLES: Final = (
+    ScopedVariable(
+        "CUBLAS_WORKSPACE_CONFIG",
+        "cuBLAS reads it once, at first use: ':4096:8' makes its reductions deterministic "
+        "(a scope that asks for deterministic algorithms sets it, unless it is set)",
+    ),
+    ScopedVariable(
+        "PYTHONHASHSEED",
+        "str and bytes hashing in interpreters started from here "
+        "(a seeded scope sets it to the seed's hash seed)",
+    ),
+    ScopedVariable(
+        "PL_GLOBAL_SEED",
+        "Lightning's seed_everything records its seed here; Lightning's workers and "
+        "reset_seed() reseed from it",
+    ),
+    ScopedVariable(
+        "PL_SEED_WORKERS",
+        "Lightning's seed_everything(workers=...) sets it: whether Lightning seeds "
+        "DataLoader workers",
+    ),
+    ScopedVariable(
+        "CUDA_LAUNCH_BLOCKING",
+        "transformers' enable_full_determinism sets it to 1: synchronous CUDA launches",
+    ),
+    ScopedVariable(
+        "FLASH_ATTENTION_DETERMINISTIC",
+        "transformers' enable_full_determinism sets it to 1: flash-attention's "
+        "deterministic backward",
+    ),
+)
+"""Every variable a scope captures and restores, in snapshot order."""
+
+_NAMES: Final = tuple(variable.name for variable in SCOPED_VARIABLES)
+_CUBLAS: Final = _NAMES.index("CUBLAS_WORKSPACE_CONFIG")
+_HASH_SEED: Final = _NAMES.index("PYTHONHASHSEED")
+
+
+class EnvironmentSource(WritesDifferences):
+    """The variables of ``SCOPED_VARIABLES``, captured as one tuple of values (``None``: unset).
+
+    Seeding sets only ``CUBLAS_WORKSPACE_CONFIG`` (never overriding a value
+    the user set) and ``PYTHONHASHSEED``; the others are only restored.
     """
 
     name = "environment"
-    variables = ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
+    variables: tuple[str, ...] = _NAMES
 
     def __init__(self) -> None:
         self._environ = EnvironAccess(self.variables)
@@ -32,11 +83,11 @@ class EnvironmentSource(WritesDifferences):
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, tuple)
-        if plan.wants_determinism and snapshot[0] is None:
+        if plan.wants_determinism and snapshot[_CUBLAS] is None:
             self._environ.set("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
         if plan.seed is not None:
             value = hash_seed(plan.seed)
-            if snapshot[1] != value:
+            if snapshot[_HASH_SEED] != value:
                 self._environ.set("PYTHONHASHSEED", value)
 
     def _write(self, current: tuple[str | None, ...], snapshot: object, remember: bool) -> None:
@@ -48,3 +99,7 @@ class EnvironmentSource(WritesDifferences):
                     environ.delete(name)
                 else:
                     environ.set(name, value)
+
+    def describe(self) -> dict[str, object]:
+        """Each variable's value here (``None``: unset), for ``repro-ctx`` reports."""
+        return dict(zip(self.variables, self.capture()))

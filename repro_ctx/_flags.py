@@ -8,6 +8,7 @@ whose value differs, so a scope that changed nothing writes nothing.
 
 from __future__ import annotations
 
+import contextvars
 import operator
 import sys
 from collections.abc import Callable
@@ -39,6 +40,12 @@ class Flag:
     get: Callable[[], object]
     set: Callable[[Any], None]
     wanted: Callable[[Plan], object] = _leave
+    initial: Callable[[], object] | None = None
+    """For a flag that reads ``None`` until its module is imported: what it reads then.
+
+    ``set(None)`` puts that value back, so a flag first readable inside a
+    scope reads after it what it would have read had the scope never run.
+    """
 
 
 class FlagsSource(WritesDifferences):
@@ -127,30 +134,58 @@ def _deterministic_algorithms_flag(torch: Any) -> Flag:
     return Flag("torch.use_deterministic_algorithms (mode, warn_only)", get, set_, wanted)
 
 
+_INDUCTOR_CONFIG: Final = "torch._inductor.config"
+
+
 def _inductor_flag() -> Flag:
     """``torch._inductor.config.deterministic``, which ``use_deterministic_algorithms`` sets.
 
     Importing inductor's config costs over a second, so the scope touches it
     only once the program has imported it; until then it reads as ``None``.
+    A scope entered before the import (``torch.compile`` or
+    ``use_deterministic_algorithms`` inside it imports the config) restores
+    ``None`` as the value the config had at import, not as "leave it".
     """
 
     readers: dict[int, Callable[[], object]] = {}
+    # A config dropped from sys.modules is imported again as a new module; the
+    # ones read are kept alive so that a new one never reuses an old one's id.
+    read_configs: list[object] = []
 
     def get() -> object:
-        config: Any = sys.modules.get("torch._inductor.config")
+        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
         if config is None:
             return None
         read = readers.get(id(config))
         if read is None:
             read = readers[id(config)] = _fast_config_reader(config, "deterministic")
+            read_configs.append(config)
         return read()
 
     def set_(value: object) -> None:
-        config: Any = sys.modules.get("torch._inductor.config")
-        if config is not None and value is not None:
-            config.deterministic = value
+        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
+        if config is None:
+            return
+        if value is None:  # not imported when captured
+            value = unset_config_value(config, "deterministic")
+        config.deterministic = value
 
-    return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms)
+    def initial() -> object:
+        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
+        return None if config is None else unset_config_value(config, "deterministic")
+
+    return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms, initial)
+
+
+def unset_config_value(config: object, name: str) -> object:
+    """What a torch config-module entry reads when nothing has set it: its import-time value.
+
+    torch's config modules keep every override (``config.x = ...``) in a
+    ``ContextVar``; in a fresh, empty context no override is set, so the
+    public attribute reads the entry's default, or the environment variable
+    that overrides it, exactly as right after import (tests/test_facts.py).
+    """
+    return contextvars.Context().run(getattr, config, name)
 
 
 def _fast_config_reader(config: Any, name: str) -> Callable[[], object]:

@@ -19,6 +19,7 @@ import threading
 import weakref
 from typing import Any
 
+from ._fork import renew_after_fork
 from ._generators import Adapter, adapter_for
 from ._seed import REGISTERED_GENERATORS_KEY
 from ._source import Plan, swap_by_restore
@@ -53,6 +54,7 @@ def _sole_owner_refcount() -> int:
 
 _SOLE_OWNER = _sole_owner_refcount()
 _lock = threading.RLock()
+renew_after_fork(globals(), "_lock")
 _entries: dict[int, _Entry] = {}  # id(obj) -> entry, in registration order
 _counter = itertools.count()
 

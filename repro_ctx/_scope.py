@@ -14,6 +14,12 @@ re-entering its own scopes never waits. Consequently, code inside a scope
 must not wait for another thread that opens a scope: that is a deadlock, and
 after ``WAIT_WARNING_SECONDS`` the waiting thread says so with a
 ``ScopeWaitWarning`` naming both threads.
+
+Fork: a child forked while another thread has scopes open starts with none
+open and a free lock (that thread does not exist in the child, so its scopes
+can never close); the process state is what it was at the fork. A thread
+that forks inside its own scopes goes on in the child inside them, and
+closing them there restores the child's state as in the parent.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import threading
 import warnings
 from collections.abc import Sequence
 
+from ._fork import renew_after_fork
 from ._source import Plan, Source
 
 _lock = threading.RLock()
 _stack: list[Activation] = []
+renew_after_fork(globals(), "_lock", _stack.clear)
 WAIT_WARNING_SECONDS = 10.0
 _WAIT_SLICE = 0.05
 

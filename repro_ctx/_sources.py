@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ._fork import renew_after_fork
 from ._source import Source
 
-_lock = threading.Lock()
+_lock = threading.RLock()
+renew_after_fork(globals(), "_lock")
 _default: tuple[Source, ...] | None = None
 
 

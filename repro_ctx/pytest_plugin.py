@@ -189,19 +189,11 @@ class _LeakCheck:
     """Snapshots of the checked sources before a test, to compare with after it."""
 
     def __init__(self, options: _Options) -> None:
-        from ._leaks import capture
-        from ._numpy_random import NumPyGlobalSource
-        from ._python_random import PythonRandomSource
+        from ._leaks import capture, checked_sources
         from ._sources import default_sources
 
-        sources = default_sources()
-        if options.randomly:
-            # pytest-randomly resets these before every phase of every test,
-            # so nothing a test does to them can reach another test.
-            owned = (PythonRandomSource, NumPyGlobalSource)
-            sources = tuple(source for source in sources if not isinstance(source, owned))
-        self.sources = sources
-        self.before = capture(sources)
+        self.sources = checked_sources(default_sources(), randomly=options.randomly)
+        self.before = capture(self.sources)
 
     def finish(self, item: pytest.Item, mode: str) -> None:
         from ._leaks import capture, changes, report

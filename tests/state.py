@@ -39,8 +39,19 @@ def flag_state() -> dict[str, Any]:
     return out
 
 
+ENVIRONMENT = (
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PYTHONHASHSEED",
+    "PL_GLOBAL_SEED",
+    "PL_SEED_WORKERS",
+    "CUDA_LAUNCH_BLOCKING",
+    "FLASH_ATTENTION_DETERMINISTIC",
+)
+"""Every variable a scope covers, named here, not taken from repro_ctx."""
+
+
 def env_state() -> dict[str, str | None]:
-    return {name: os.environ.get(name) for name in ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")}
+    return {name: os.environ.get(name) for name in ENVIRONMENT}
 
 
 def full_state() -> dict[str, Any]:
@@ -81,3 +92,8 @@ def scramble(rng: random.Random) -> None:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
     else:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    for name in ENVIRONMENT[2:]:  # what Lightning's and transformers' helpers set
+        if rng.random() < 0.5:
+            os.environ[name] = str(rng.randrange(2))
+        else:
+            os.environ.pop(name, None)

@@ -5,6 +5,7 @@ If one of these starts failing after an upgrade, the matching source needs a loo
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -109,15 +110,33 @@ def test_weights_only_load_rejects_numpy_arrays(tmp_path: object) -> None:
         torch.load(path)
 
 
-def test_use_deterministic_algorithms_also_sets_inductors_config() -> None:
-    """Found while building the flag table: the torch call writes inductor's config too."""
+def test_use_deterministic_algorithms_imports_and_sets_inductors_config() -> None:
+    """The torch call imports inductor's config (first time) and writes it too.
+
+    Also pinned: the config's import-time value is False (without
+    TORCHINDUCTOR_DETERMINISTIC), and a read in an empty ``contextvars``
+    context still gives that value after an override: config overrides live in
+    ContextVars, which is how repro_ctx finds the value to restore for a
+    config first imported inside a scope. Dropped from ``sys.modules`` (as an
+    in-process pytester run does), the config is imported again as a new
+    module: the flag's readers must not mistake one for the other.
+    """
     code = (
-        "import torch, torch._inductor.config as c\n"
+        "import contextvars, sys, torch\n"
+        "assert 'torch._inductor.config' not in sys.modules\n"
+        "torch.use_deterministic_algorithms(False)\n"
+        "c = sys.modules['torch._inductor.config']\n"
         "torch.use_deterministic_algorithms(True)\n"
-        "print(c.deterministic)"
+        "print(c.deterministic, contextvars.Context().run(getattr, c, 'deterministic'))\n"
+        "del sys.modules['torch._inductor.config']\n"
+        "import torch._inductor.config as fresh\n"
+        "print(fresh is c)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["True", "False", "False"]
 
 
 @pytest.mark.skipif(

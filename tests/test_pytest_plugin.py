@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -662,6 +663,79 @@ def test_leaks_of_registered_generators_are_reported(pytester: pytest.Pytester) 
     ])
 
 
+REIMPORTING_RUNS = '''
+import sys
+
+import numpy  # neither can be imported twice in one process: imported here, once
+import torch
+
+import repro_ctx  # as a conftest would; the leak checker's modules come with the first run
+
+pytest_plugins = ["pytester"]
+
+INNER = """
+import random
+import numpy as np
+import torch
+
+def test_draws():
+    random.random()
+    np.random.rand()
+    torch.rand(1)
+
+def test_benchmark_left_on():
+    torch.backends.cudnn.benchmark = True
+
+def test_clean():
+    pass
+"""
+
+
+def test_runs(pytester):
+    pytester.makepyfile(test_inner=INNER)
+    for run in range(3):
+        torch.backends.cudnn.benchmark = False
+        result = pytester.runpytest_inprocess("-p", "repro_ctx.pytest_plugin", "--repro-leaks=fail")
+        # pytester drops the modules a run imported: the next run imports them again
+        assert "repro_ctx._leaks" not in sys.modules, run
+        assert "repro_ctx._flags" not in sys.modules, run
+        result.assert_outcomes(passed=3, errors=2)
+        result.stdout.fnmatch_lines([
+            "*ERROR at teardown of test_draws*",
+            "test_inner.py::test_draws left global RNG-affecting state changed:",
+            "  random: state changed*",
+            "  numpy.random (global): state changed*",
+            "  torch (cpu): state changed*",
+            "Restore it*",
+            "*ERROR at teardown of test_benchmark_left_on*",
+            "test_inner.py::test_benchmark_left_on left global RNG-affecting state changed:",
+            "  torch.backends.cudnn.benchmark: False -> True",
+            "Restore it*",
+        ])
+        assert "at teardown of test_clean" not in result.stdout.str()
+        # pytest-randomly reseeds random and NumPy before every test: not leaks
+        torch.backends.cudnn.benchmark = False
+        result = pytester.runpytest_inprocess(
+            "-p", "repro_ctx.pytest_plugin", "-p", "randomly", "--repro-leaks=fail"
+        )
+        result.assert_outcomes(passed=3, errors=2)
+        assert "random: state changed" not in result.stdout.str()
+        assert "numpy.random (global): state changed" not in result.stdout.str()
+        result.stdout.fnmatch_lines(["  torch (cpu): state changed*"])
+'''
+
+
+def test_leak_checks_keep_working_when_pytester_reimports_the_plugins_modules(
+    pytester: pytest.Pytester,
+) -> None:
+    """The second run once crashed in ``same()``, and with pytest-randomly reported
+    random and NumPy: sources built from the first run's classes were checked
+    against the classes of a second import."""
+    pytester.makepyfile(test_reimports=REIMPORTING_RUNS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 # --------------------------------------------------------------------------
 # pytest-randomly and pytest-xdist
 # --------------------------------------------------------------------------
@@ -840,3 +914,99 @@ def test_same_compares_snapshots_exactly() -> None:
     assert same(Snapshot((torch.zeros(2),)), Snapshot((torch.zeros(2),)))
     assert not same(Snapshot((torch.zeros(2),)), Snapshot((torch.ones(2),)))
     assert not same(torch.zeros(2), torch.zeros(3))
+
+
+def _defined_twice(make: Any) -> tuple[Any, Any]:
+    """One class as two imports of its module would define it: same name, another identity."""
+    first, second = make(), make()
+    assert first is not second
+    assert (first.__module__, first.__qualname__) == (second.__module__, second.__qualname__)
+    return first, second
+
+
+def test_same_compares_by_structure_not_by_class_identity() -> None:
+    import enum
+    import struct
+    from typing import NamedTuple
+
+    from repro_ctx._leaks import same
+
+    def make_enum() -> Any:
+        class Backend(enum.Enum):
+            DEFAULT = 0
+            OTHER = 1
+
+        return Backend
+
+    def make_tuple() -> Any:
+        class State(NamedTuple):
+            key: Any
+            pos: int
+
+        return State
+
+    def make_dataclass() -> Any:
+        @dataclasses.dataclass(frozen=True, eq=True)
+        class Part:
+            state: Any
+
+        return Part
+
+    def make_plain() -> Any:
+        class Holder:
+            def __init__(self, value: object) -> None:
+                self.value = value
+
+        return Holder
+
+    first_enum, second_enum = _defined_twice(make_enum)
+    assert same(first_enum.DEFAULT, second_enum.DEFAULT)
+    assert not same(first_enum.DEFAULT, second_enum.OTHER)
+    linalg = torch._C._get_linalg_preferred_backend()  # a pybind enum, the one that crashed
+    assert same((linalg,), (torch._C._get_linalg_preferred_backend(),))
+
+    key = np.random.RandomState(3).get_state(legacy=False)["state"]["key"]
+    numpy_state = {"bit_generator": "MT19937", "state": {"key": key, "pos": 624},
+                   "has_gauss": 1, "gauss": -0.25}
+    as_list = {**numpy_state, "state": {"key": key.tolist(), "pos": 624}}
+    moved = key.copy()
+    moved[5] += 1
+    assert same(numpy_state, {**numpy_state, "state": {"key": key.copy(), "pos": 624}})
+    assert same(as_list, {**numpy_state, "state": {"key": key.tolist(), "pos": 624}})
+    assert not same(numpy_state, {**numpy_state, "state": {"key": moved, "pos": 624}})
+    assert not same(numpy_state, {**numpy_state, "gauss": 0.25})
+    assert not same(numpy_state, {**numpy_state, "extra": 1})
+    assert not same(key, key.astype(np.int64))  # same values, another dtype
+
+    generator = random.Random(4)
+    assert same(generator.getstate(), random.Random(4).getstate())
+    generator.random()
+    assert not same(generator.getstate(), random.Random(4).getstate())
+
+    tensor = torch.get_rng_state()
+    flipped = tensor.clone()
+    flipped[-1] ^= 1
+    assert same(tensor, tensor.clone())
+    assert not same(tensor, flipped)
+    assert same(torch.ones(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.bfloat16))
+    assert not same(torch.ones(2), torch.ones(2, dtype=torch.float64))
+
+    first_tuple, second_tuple = _defined_twice(make_tuple)
+    assert same(first_tuple(key, 1), second_tuple(key.copy(), 1))
+    assert not same(first_tuple(key, 1), second_tuple(key, 2))
+    first_data, second_data = _defined_twice(make_dataclass)
+    assert same(first_data((tensor,)), second_data((tensor.clone(),)))
+    assert not same(first_data((tensor,)), second_data((flipped,)))
+    first_plain, second_plain = _defined_twice(make_plain)
+    assert same(first_plain([1.5]), second_plain([1.5]))
+    assert not same(first_plain([1.5]), second_plain([2.5]))
+    assert not same(first_plain(1), make_tuple()(1, 2))  # another class altogether
+    assert not same(first_plain(1), first_plain(1))  # one class, no __eq__: by identity
+
+    nan = float("nan")
+    other_nan = struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000001))[0]
+    assert same((nan,), (float("nan"),))  # bit for bit, where == says no
+    assert not same(nan, other_nan)
+    assert not same(0.0, -0.0)
+    assert same(np.float64(nan), np.float64(nan))
+    assert not same(1, True)

@@ -17,6 +17,9 @@ from ._numpy_random import check_numpy_dict
 from ._plain import Plain, round_trip
 
 
+_write = access.bitgen_write
+
+
 class BitGenSnapshot(NamedTuple):
     """A bit generator's public state and its SeedSequence with the spawn counter."""
 
@@ -51,8 +54,10 @@ class _BitGenAdapter(Adapter):
         return BitGenSnapshot(access.bitgen_get(bitgen), seq, spawned)
 
     def set(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> None:
-        bitgen = obj.bit_generator if self._behind else obj
-        access.bitgen_set(bitgen, snapshot.state, snapshot.seed_seq, snapshot.spawned)
+        state, seq, spawned = snapshot
+        if spawned is not None and seq.n_children_spawned != spawned:
+            seq = access.respawned(seq, spawned)
+        _write(obj.bit_generator if self._behind else obj, state, seq)
 
     def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
         bitgen_type: Any = type(self._bitgen(obj))

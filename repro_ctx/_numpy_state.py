@@ -140,21 +140,48 @@ def seed_sequence(bit_generator: Any) -> tuple[Any, int | None]:
     return seq, getattr(seq, "n_children_spawned", None)
 
 
-def bitgen_get(bit_generator: Any) -> dict[str, Any]:
-    with bitgen_lock(bit_generator):
-        return settable(bit_generator.state)
+def _bitgen_get_locked(bit_generator: Any) -> dict[str, Any]:
+    with bit_generator.lock:
+        state: dict[str, Any] = bit_generator.state
+    if state["bit_generator"] == "MT19937":
+        return settable(state)
+    return state
 
 
-def bitgen_set(bit_generator: Any, state: dict[str, Any], seq: Any, spawned: int | None) -> None:
-    """Write ``state`` and, where NumPy allows it, the SeedSequence with ``spawned`` children."""
-    if not SEED_SEQUENCE_RESTORABLE:
-        with bitgen_lock(bit_generator):
-            bit_generator.state = state
-        return
-    if spawned is not None and seq.n_children_spawned != spawned:
-        seq = np.random.SeedSequence(
-            seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size,
-            n_children_spawned=spawned,
-        )
-    with bitgen_lock(bit_generator):
+def _bitgen_get_self_locking(bit_generator: Any) -> dict[str, Any]:
+    state: dict[str, Any] = bit_generator.state
+    if state["bit_generator"] == "MT19937":
+        return settable(state)
+    return state
+
+
+bitgen_get: Final = _bitgen_get_self_locking if BITGEN_ACCESSORS_LOCK else _bitgen_get_locked
+"""``bit_generator.state``, fresh and cheap to set again, read under its lock."""
+
+
+def respawned(seq: Any, spawned: int) -> Any:
+    """A copy of ``seq`` whose spawn counter reads ``spawned``."""
+    return np.random.SeedSequence(
+        seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size, n_children_spawned=spawned
+    )
+
+
+def _write_with_sequence_locked(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
+    with bit_generator.lock:
         bit_generator.__setstate__((state, seq))
+
+
+def _write_with_sequence_self_locking(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
+    bit_generator.__setstate__((state, seq))
+
+
+def _write_state_only(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
+    with bitgen_lock(bit_generator):
+        bit_generator.state = state
+
+
+bitgen_write: Final = (
+    (_write_with_sequence_self_locking if BITGEN_ACCESSORS_LOCK else _write_with_sequence_locked)
+    if SEED_SEQUENCE_RESTORABLE else _write_state_only
+)
+"""Write a state and its SeedSequence (NumPy >= 2.0; before that the state alone)."""

@@ -16,7 +16,6 @@ from ._generators import Adapter, sequence
 from ._numpy_random import check_numpy_dict
 from ._plain import Plain, round_trip
 
-
 _write = access.bitgen_write
 
 

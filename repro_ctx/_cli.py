@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -251,6 +252,53 @@ def _progress(message: str) -> None:
     print(f"{PROG} check: {message}", file=sys.stderr, flush=True)
 
 
+def _started(command: Sequence[str], env: Mapping[str, str]) -> Any:
+    from ._outputs import run_capturing
+
+    try:
+        return run_capturing(command, env)
+    except FileNotFoundError:
+        raise _CommandError(f"command not found: {command[0]}", 127) from None
+    except PermissionError:
+        raise _CommandError(f"command not executable: {command[0]}", 126) from None
+
+
+def _show_failure(run: int, status: int, stdout: bytes, stderr_tail: bytes) -> None:
+    """A failed run: its exit status, and how its stdout and stderr ended."""
+    from ._outputs import TAIL_LINES, last_lines
+
+    print(f"{PROG} check: run {run} failed with exit status {status}", file=sys.stderr)
+    for name, data in (("stdout", stdout), ("stderr", stderr_tail)):
+        lines = last_lines(data)
+        if not lines:
+            print(f"  its {name} was empty", file=sys.stderr)
+            continue
+        shown = f"last {TAIL_LINES} lines" if len(lines) == TAIL_LINES else "end"
+        print(f"  its {name} ({shown}):", file=sys.stderr)
+        for line in lines:
+            print(f"    | {line}", file=sys.stderr)
+
+
+def _describe_difference(reference: Any, output: Any, label: str) -> str:
+    """The first difference of two outputs: as tensors where the file holds them, else bytes."""
+    from ._outputs import first_difference
+    from ._tensor_outputs import NotTensors, holds_tensors, tensor_difference
+
+    difference = first_difference(reference, output)
+    assert difference is not None
+    as_bytes = difference.describe(reference.name, label)
+    if reference.path is None or not holds_tensors(reference.name):
+        return as_bytes
+    try:
+        found = tensor_difference(reference.path, output.path, reference.name)
+    except NotTensors as exc:
+        return f"{as_bytes}\n    (not compared as tensors: {exc})"
+    if found is None:
+        return (f"{as_bytes}\n    (read as tensors the contents are equal: the bytes differ "
+                "outside the tensor data)")
+    return found.describe(reference.name, label)
+
+
 def _check(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -270,13 +318,12 @@ def _check(args: argparse.Namespace) -> int:
             _progress(f"run {run}/{args.runs} ...")
             started = time.perf_counter()
             with set_aside(paths):
-                completed = _start(command, env, stdout=subprocess.PIPE)
+                completed = _started(command, env)
                 status = _exit_status(completed.returncode)
                 _progress(f"run {run}/{args.runs} finished in "
                           f"{time.perf_counter() - started:.1f}s, exit status {status}")
                 if status != 0:
-                    print(f"{PROG} check: run {run} failed with exit status {status}",
-                          file=sys.stderr)
+                    _show_failure(run, status, completed.stdout, completed.stderr_tail)
                     return 1
                 missing = [path for path in paths if not os.path.isfile(path)]
                 if missing:
@@ -289,10 +336,9 @@ def _check(args: argparse.Namespace) -> int:
                     reference = [output.keep(keep) for output in outputs]
                     continue
                 for ref, out in zip(reference, outputs, strict=True):
-                    difference = first_difference(ref, out)
-                    if difference is not None:
+                    if first_difference(ref, out) is not None:
                         print(f"{PROG} check: run {run} differs from run 1")
-                        print(difference.describe(ref.name, f"run {run}"))
+                        print(_describe_difference(ref, out, f"run {run}"))
                         return 1
             _progress(f"run {run}/{args.runs} matched run 1")
         sizes = ", ".join(f"{ref.name} ({ref.size} bytes)" for ref in reference)
@@ -358,6 +404,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _forgotten_separator(name: str, arguments: list[str], compare: list[str]) -> str:
+    """How to give the command; where ``--compare`` took the command's words, say so.
+
+    ``--compare`` takes one or more paths, so without ``--`` it takes the
+    command too. The command starts at the first word that is a program on
+    PATH (or a script): everything from there was meant to run.
+    """
+    usage = f"{PROG} {name} [options] -- CMD..."
+    start = next(
+        (i for i, word in enumerate(compare)
+         if shutil.which(word) is not None or word.endswith((".py", ".sh"))),
+        None,
+    )
+    if start is None:
+        return usage
+    taken = compare[start:]
+    rest = [word for word in arguments if word not in taken]
+    words = " and ".join(f"`{word}`" for word in taken) if len(taken) <= 3 else (
+        ", ".join(f"`{word}`" for word in taken[:3]) + " and the rest"
+    )
+    suggestion = shlex.join([PROG, *rest, "--", *taken])
+    return (f"{words} {'were' if len(taken) > 1 else 'was'} taken as --compare files; "
+            f"put the command after `--`: {suggestion}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``repro-ctx`` and ``python -m repro_ctx``; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -366,8 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = arguments.index("--")
         arguments, tail = arguments[:split], arguments[split + 1 :]
     parser = build_parser()
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
     name = args.command_name
+    if unknown:
+        hint = ""
+        if name in ("run", "check") and tail is None:
+            hint = f" (the command's own options go after `--`: {PROG} {name} [options] -- CMD...)"
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if name is not None and args.report_seed is not None:
         parser.error(f"--seed goes after the command: {PROG} {name} --seed N")
     if name in ("run", "check"):
@@ -375,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"give the command once, after --: {PROG} {name} ... -- CMD...")
         args.command = tail if tail is not None else args.command
         if not args.command:
-            print(f"{PROG} {name}: error: no command given: {PROG} {name} [options] -- CMD...",
+            print(f"{PROG} {name}: error: no command given: "
+                  f"{_forgotten_separator(name, arguments, getattr(args, 'compare', []))}",
                   file=sys.stderr)
             return 2
     elif tail is not None:

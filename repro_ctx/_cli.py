@@ -48,158 +48,29 @@ def _runs_argument(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------
-# repro-ctx (no command): what a scope covers here, and the self-check
+# repro-ctx (no command) and doctor: what a scope covers here, the self-check, the verdict
 # ---------------------------------------------------------------------------
-
-
-def _print_sources(sources: Mapping[str, object], indent: str = "  ") -> None:
-    for name, detail in sources.items():
-        if isinstance(detail, dict):
-            print(f"{indent}{name}:")
-            for key, value in detail.items():
-                print(f"{indent}  {key} = {value!r}")
-        else:
-            print(f"{indent}{name}")
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ._selfcheck import run_self_check, self_check_devices
-    from ._sources import describe_sources
+    from ._doctor import main_job_lines
 
-    seed = 0 if args.report_seed is None else args.report_seed
-    print("repro_ctx: what a scope captures, seeds and restores here")
-    _print_sources(describe_sources())
-    status = 0
-    print(f"\nself-check: a small training step, twice inside deterministic(seed={seed}), "
-          "once outside")
-    for device in self_check_devices():
-        check = run_self_check(device, seed=seed)
-        same = "bitwise equal" if check.deterministic else "DIFFERENT"
-        outside = "equal" if check.outside_matches else "different, as expected without a scope"
-        print(f"  {device}: inside runs {check.first} / {check.second}: {same}")
-        print(f"  {device}: outside run {check.outside}: {outside}")
-        if not check.deterministic:
-            status = 1
-    return status
-
-
-# ---------------------------------------------------------------------------
-# doctor
-# ---------------------------------------------------------------------------
-
-
-def doctor_report(seed: int = 0) -> dict[str, Any]:
-    """Everything ``repro-ctx doctor`` reports, as JSON-ready data."""
-    import platform
-
-    import numpy as np
-    import torch
-
-    from ._selfcheck import run_self_check, self_check_devices
-    from ._sources import describe_sources
-
-    flags = describe_sources()  # before the self-check, which may initialise CUDA
-    checks = [run_self_check(device, seed=seed) for device in self_check_devices()]
-    cudnn: Any = torch.backends.cudnn  # untyped in torch's stubs
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": cudnn.version() if cudnn.is_available() else None,
-            "numpy": np.__version__,
-        },
-        "devices": _devices(torch),
-        "flags": flags,
-        "environment": {
-            "hash_randomization": bool(sys.flags.hash_randomization),
-            "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
-            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        },
-        "self_check": [
-            {
-                "device": check.device,
-                "seed": seed,
-                "first": check.first,
-                "second": check.second,
-                "outside": check.outside,
-                "deterministic": check.deterministic,
-            }
-            for check in checks
-        ],
-        "deterministic": all(check.deterministic for check in checks),
-    }
-
-
-def _devices(torch: Any) -> list[dict[str, object]]:
-    import platform
-
-    devices: list[dict[str, object]] = [
-        {
-            "type": "cpu",
-            "name": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-        }
-    ]
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            major, minor = torch.cuda.get_device_capability(index)
-            devices.append({
-                "type": "cuda",
-                "index": index,
-                "name": torch.cuda.get_device_name(index),
-                "capability": f"{major}.{minor}",
-            })
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append({"type": "mps", "name": "Apple MPS"})
-    return devices
+    lines, reproducible = main_job_lines(0 if args.report_seed is None else args.report_seed)
+    print("\n".join(lines))
+    return 0 if reproducible else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from ._doctor import doctor_lines, doctor_report
+
     report = doctor_report(seed=args.seed)
     if args.json:
         import json
 
         print(json.dumps(report, indent=2, default=str))
     else:
-        _print_doctor(report)
+        print("\n".join(doctor_lines(report)))
     return 0 if report["deterministic"] else 1
-
-
-def _unset(value: object, none: str = "unset") -> str:
-    return none if value is None else str(value)
-
-
-def _print_doctor(report: Mapping[str, Any]) -> None:
-    versions = report["versions"]
-    print("versions")
-    print(f"  python {versions['python']}, torch {versions['torch']}, "
-          f"CUDA {_unset(versions['cuda'], 'none')}, cuDNN {_unset(versions['cudnn'], 'none')}, "
-          f"NumPy {versions['numpy']}")
-    print("devices")
-    for device in report["devices"]:
-        details = ", ".join(f"{key} {value}" for key, value in device.items() if key != "type")
-        print(f"  {device['type']}: {details}")
-    print("determinism flags and sources (what a scope captures, seeds and restores)")
-    _print_sources(report["flags"])
-    env = report["environment"]
-    print("environment")
-    if env["hash_randomization"]:
-        hashing = "on: str and bytes hashes (and set order) change between runs"
-    else:
-        hashing = "off"
-    print(f"  hash randomisation: {hashing} (PYTHONHASHSEED {_unset(env['PYTHONHASHSEED'])}); "
-          f"`{PROG} run` sets PYTHONHASHSEED for the program it starts")
-    print(f"  CUBLAS_WORKSPACE_CONFIG: {_unset(env['CUBLAS_WORKSPACE_CONFIG'])}")
-    print("self-check: a small training step run twice in deterministic(seed), compared bitwise")
-    for check in report["self_check"]:
-        verdict = "bitwise equal" if check["deterministic"] else "DIFFERENT: nondeterministic"
-        print(f"  {check['device']}: {check['first']} / {check['second']}: {verdict}")
-    if report["deterministic"]:
-        print("result: reproducible here")
-    else:
-        print("result: NONDETERMINISM found: the same seeded step gave different bits")
 
 
 # ---------------------------------------------------------------------------

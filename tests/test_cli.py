@@ -6,7 +6,6 @@ child programs; a few run the real command line in a subprocess.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -24,8 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import repro_ctx
-import repro_ctx._selfcheck
-from repro_ctx._cli import _devices, _print_doctor, child_environment, doctor_report, main
+from repro_ctx._cli import child_environment, main
 from repro_ctx._outputs import Output, first_difference, set_aside
 from repro_ctx._seed import ENV_SEED_VARIABLE, hash_seed
 
@@ -48,122 +46,12 @@ def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
                           check=False, **kwargs)
 
 
-def nondeterministic_step(device: str = "cpu", steps: int = 3) -> bytes:
-    return os.urandom(16)
-
-
 # --------------------------------------------------------------------------
 # the default job and doctor
 # --------------------------------------------------------------------------
 
 
-def test_the_default_job_reports_sources_and_a_passing_self_check(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main([]) == 0
-    out = capsys.readouterr().out
-    assert "repro_ctx: what a scope captures, seeds and restores here" in out
-    assert "torch.backends.cudnn.benchmark = " in out
-    assert "cpu: inside runs " in out
-    assert "bitwise equal" in out
-
-
-def test_the_default_job_fails_on_nondeterminism(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
-    assert main(["--seed", "3"]) == 1
-    assert "DIFFERENT" in capsys.readouterr().out
-
-
-def test_doctor_reports_versions_devices_flags_environment_and_the_self_check(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PYTHONHASHSEED", "123")
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
-    assert main(["doctor", "--seed", "2"]) == 0
-    out = capsys.readouterr().out
-    import numpy as np
-
-    assert f"python {sys.version.split()[0]}, torch {torch.__version__}" in out
-    assert f"NumPy {np.__version__}" in out
-    assert "cpu: name " in out
-    assert "torch.use_deterministic_algorithms (mode, warn_only) = " in out
-    assert "torch.get_float32_matmul_precision = " in out
-    expected_hashing = "on" if sys.flags.hash_randomization else "off"
-    assert f"hash randomisation: {expected_hashing}" in out
-    assert "(PYTHONHASHSEED 123)" in out
-    assert "CUBLAS_WORKSPACE_CONFIG: :16:8" in out
-    assert "cpu: " in out
-    assert "bitwise equal" in out
-    assert "result: reproducible here" in out
-
-
-def test_doctor_exits_non_zero_on_nondeterminism(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
-    assert main(["doctor"]) == 1
-    assert "NONDETERMINISM found" in capsys.readouterr().out
-    assert main(["doctor", "--json"]) == 1
-    report = json.loads(capsys.readouterr().out)
-    assert report["deterministic"] is False
-    assert report["self_check"][0]["deterministic"] is False
-
-
-def test_doctor_text_says_when_hash_randomisation_is_off(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    report = doctor_report()
-    report["environment"]["hash_randomization"] = False
-    report["environment"]["PYTHONHASHSEED"] = "0"
-    _print_doctor(report)
-    assert "hash randomisation: off (PYTHONHASHSEED 0)" in capsys.readouterr().out
-
-
-def test_doctor_json_from_the_real_command_line() -> None:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    env.pop("CUBLAS_WORKSPACE_CONFIG", None)
-    result = cli("doctor", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["versions"]["torch"] == torch.__version__
-    assert report["versions"]["python"] == sys.version.split()[0]
-    assert set(report["versions"]) == {"python", "torch", "cuda", "cudnn", "numpy"}
-    assert report["devices"][0]["type"] == "cpu"
-    assert report["environment"] == {
-        "hash_randomization": False,
-        "PYTHONHASHSEED": "0",
-        "CUBLAS_WORKSPACE_CONFIG": None,
-    }
-    flags = report["flags"]["torch flags"]
-    assert flags["torch.backends.cudnn.benchmark"] is False
-    assert flags["torch.use_deterministic_algorithms (mode, warn_only)"] == [False, False]
-    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    assert [check["device"] for check in report["self_check"]] == devices
-    assert all(check["first"] == check["second"] for check in report["self_check"])
-    assert report["deterministic"] is True
-
-
-def test_devices_lists_cuda_and_mps_where_present() -> None:
-    fake = SimpleNamespace(
-        get_num_threads=lambda: 4,
-        cuda=SimpleNamespace(
-            is_available=lambda: True,
-            device_count=lambda: 2,
-            get_device_capability=lambda index: (9, index),
-            get_device_name=lambda index: f"GPU {index}",
-        ),
-        backends=SimpleNamespace(mps=SimpleNamespace(is_available=lambda: True)),
-    )
-    devices = _devices(fake)
-    assert devices[0]["type"] == "cpu"
-    assert devices[0]["threads"] == 4
-    assert devices[1:] == [
-        {"type": "cuda", "index": 0, "name": "GPU 0", "capability": "9.0"},
-        {"type": "cuda", "index": 1, "name": "GPU 1", "capability": "9.1"},
-        {"type": "mps", "name": "Apple MPS"},
-    ]
+# The default job and doctor are tested in test_doctor.py.
 
 
 # --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ child programs; a few run the real command line in a subprocess.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -470,6 +471,31 @@ def test_check_shows_how_a_failed_run_ended(capsys: pytest.CaptureFixture[str]) 
     assert err.index("Traceback: something broke") < err.index("failed with exit status 3")
 
 
+def test_check_passes_stderr_on_where_ours_takes_only_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_only = io.StringIO()  # no .buffer, as some IDE consoles and wrappers
+    monkeypatch.setattr(sys, "stderr", text_only)
+    code = "import sys; sys.stderr.write('caf\\xe9 warning\\n'); raise SystemExit(2)"
+    assert main(["check", "--", PY, "-c", code]) == 1
+    assert "café warning\n" in text_only.getvalue()
+    assert "    | café warning" in text_only.getvalue()
+
+
+def test_check_says_when_the_command_cannot_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--", str(tmp_path / "missing")]) == 127
+    assert "repro-ctx check: error: command not found: " in capsys.readouterr().err
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    if os.access(script, os.X_OK):  # pragma: no cover - running as a user that ignores modes
+        pytest.skip("the file is executable for this user")
+    assert main(["run", "--", str(script)]) == 126
+    assert "repro-ctx run: error: command not executable" in capsys.readouterr().err
+
+
 def test_a_failed_run_with_no_output_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--", PY, "-c", "raise SystemExit(4)"]) == 1
     err = capsys.readouterr().err
@@ -505,6 +531,7 @@ def test_a_commands_own_options_without_separator_say_where_they_go(
             "repro-ctx check [options] -- CMD...)") in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # deprecated quantized, experimental complex32
 def test_loaded_outputs_are_compared_key_by_key() -> None:
     import numpy as np
 
@@ -554,6 +581,16 @@ def test_loaded_outputs_are_compared_key_by_key() -> None:
     sparse = differ(torch.tensor([[0.0, 1.0]]).to_sparse(), torch.tensor([[0.0, 2.0]]).to_sparse())
     assert sparse is not None
     assert "root[0, 1]: run 1 1.0, run 2 2.0" in sparse
+    assert differ({"opt": [{"lr": 0.1}, {"lr": 0.2}]}, {"opt": [{"lr": 0.1}, {"lr": 0.3}]}) == (
+        "  f: root['opt'][1]['lr'] is 0.2 in run 1, 0.3 in run 2")
+    quantized = differ(torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.5, 0, torch.qint8),
+                       torch.quantize_per_tensor(torch.tensor([1.0, 3.0]), 0.5, 0, torch.qint8))
+    assert quantized is not None
+    assert "the first at root[1]: run 1 4, run 2 6" in quantized  # the stored integers
+    half_complex = differ(torch.tensor([1 + 1j]).to(torch.complex32),
+                          torch.tensor([1 + 2j]).to(torch.complex32))
+    assert half_complex is not None
+    assert "torch.complex32" in half_complex
     strings = differ(np.array(["ab", "cd"]), np.array(["ab", "ce"]))
     assert strings is not None
     assert "the first at root[1]: run 1 cd, run 2 ce" in strings

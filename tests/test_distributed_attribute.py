@@ -28,5 +28,7 @@ def test_distributed_is_an_attribute_imported_on_first_use() -> None:
 
 def test_other_missing_attributes_still_raise() -> None:
     assert repro_ctx.distributed.NotSynchronizedError.__name__ == "NotSynchronizedError"
+    assert "distributed" in dir(repro_ctx)
+    assert "find_divergence" in dir(repro_ctx)
     with pytest.raises(AttributeError, match="module 'repro_ctx' has no attribute 'nothing'"):
         repro_ctx.nothing  # type: ignore[attr-defined]  # noqa: B018

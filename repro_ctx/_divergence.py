@@ -204,10 +204,12 @@ def record(
 ) -> Path:
     """Run ``fn(*args)`` once under ``deterministic(seed, **options)``; write its ops to ``path``.
 
-    The file (JSON) holds every op's name, phase, module path, source line
-    and per output the shape, dtype, hash, norm and ``samples`` evenly
-    spaced values, plus the flags in effect. Compare two files, from
-    other processes or machines, with ``compare``.
+    The file (JSON, format version 2) holds every op's name, phase, module
+    path, source line, the uncovered generator it drew from (if any) and per
+    output the shape, dtype, hash, norm and ``samples`` evenly spaced values,
+    plus the flags in effect and how this interpreter hashes strings
+    (``PYTHONHASHSEED``, ``hash_probe``). Compare two files, from other
+    processes or machines, with ``compare``.
     """
     from ._op_recorder import record_run
 

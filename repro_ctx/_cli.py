@@ -291,10 +291,12 @@ def _forgotten_separator(name: str, arguments: list[str], compare: list[str]) ->
     if start is None:
         return usage
     taken = compare[start:]
-    rest = [word for word in arguments if word not in taken]
-    words = " and ".join(f"`{word}`" for word in taken) if len(taken) <= 3 else (
-        ", ".join(f"`{word}`" for word in taken[:3]) + " and the rest"
-    )
+    # the last run of these words in the arguments is where --compare took them
+    at = max(i for i in range(len(arguments) - len(taken) + 1)
+             if arguments[i : i + len(taken)] == taken)
+    rest = arguments[:at] + arguments[at + len(taken) :]
+    quoted = [f"`{word}`" for word in taken[:3]] + (["the rest"] if len(taken) > 3 else [])
+    words = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
     suggestion = shlex.join([PROG, *rest, "--", *taken])
     return (f"{words} {'were' if len(taken) > 1 else 'was'} taken as --compare files; "
             f"put the command after `--`: {suggestion}")

@@ -519,6 +519,11 @@ def test_a_forgotten_separator_names_the_words_taken_as_files(
     many = ["check", "--compare", "a.pt", PY, "train.py", "x", "y"]
     assert main(many) == 2
     assert f"`{PY}`, `train.py`, `x` and the rest were taken" in capsys.readouterr().err
+    # the file is also an argument of the command: only the command's words move
+    assert main(["check", "--compare", "out.pt", PY, "save.py", "out.pt"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"`{PY}`, `save.py` and `out.pt` were taken as --compare files; put the command after "
+        f"`--`: repro-ctx check --compare out.pt -- {PY} save.py out.pt\n")
 
 
 def test_a_commands_own_options_without_separator_say_where_they_go(

@@ -21,13 +21,21 @@ Contenders, timed in interleaved rounds (medians per call):
   ratios: every find_divergence run is one);
 * ``recorded run``: one run with every op recorded and each output hashed
   (what each of find_divergence's runs costs);
+* ``replay``: one run as find_divergence replays it after a divergence
+  (op in the middle): it also notes which op wrote each storage, and hashes
+  that op's inputs, for the cause;
 * ``find_divergence``: the whole call, two runs compared (no divergence here,
   so no replays).
+
+A third workload diverges (OS noise added to the MLP's input), so
+``find_divergence`` runs twice and replays twice, then names the cause:
+the cost of a report with a cause, against the same step in a scope.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -57,6 +65,15 @@ def cnn_step() -> None:
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
     )
     _train(model, torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)))
+
+
+def noisy_mlp_step() -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+        torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10),
+    )
+    noise = torch.tensor(list(os.urandom(64)), dtype=torch.float32) * 1e-3
+    _train(model, torch.randn(64, 64) + noise, torch.randint(0, 10, (64,)))
 
 
 def _train(model: torch.nn.Module, data: torch.Tensor, target: torch.Tensor) -> None:
@@ -101,19 +118,39 @@ def main() -> None:
         def recorded(step: Callable[[], None] = step) -> None:
             record_run(step, (), scope)
 
+        ops = len(record_run(step, (), scope).ops)
+
+        def replay(step: Callable[[], None] = step, middle: int = ops // 2) -> None:
+            record_run(step, (), scope, capture_at=middle)
+
         def whole(step: Callable[[], None] = step) -> None:
             assert find_divergence(step).matched
 
-        ops = len(record_run(step, (), scope).ops)
         result = medians(
-            {"plain": step, "in scope": in_scope, "recorded run": recorded,
+            {"plain": step, "in scope": in_scope, "recorded run": recorded, "replay": replay,
              "find_divergence": whole},
             rounds,
         )
-        base = result["in scope"]
-        print(f"\n{label} ({ops} ops recorded per run)")
-        for name, value in result.items():
-            print(f"  {name:<16} {value * 1e3:9.2f} ms   {value / base:6.2f}x in scope")
+        _show(f"{label} ({ops} ops recorded per run)", result)
+
+    def in_scope_noisy() -> None:
+        with scope:
+            noisy_mlp_step()
+
+    def diverging() -> None:
+        report = find_divergence(noisy_mlp_step)
+        assert report.cause is not None
+        assert report.cause.kind == "os_entropy"
+
+    _show("MLP step with OS noise in its input (a divergence: 2 runs, 2 replays, the cause)",
+          medians({"in scope": in_scope_noisy, "find_divergence": diverging}, rounds))
+
+
+def _show(title: str, result: dict[str, float]) -> None:
+    base = result["in scope"]
+    print(f"\n{title}")
+    for name, value in result.items():
+        print(f"  {name:<16} {value * 1e3:9.2f} ms   {value / base:6.2f}x in scope")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from ._deterministic import deterministic
 from ._divergence import compare, find_divergence, record
 from ._divergence_report import DivergenceReport, OpRecord
+from ._lazy import package_dir as __dir__  # noqa: F401
+from ._lazy import package_getattr as __getattr__  # noqa: F401  # repro_ctx.distributed
 from ._magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
 from ._magics import unload_ipython_extension as unload_ipython_extension
 from ._registry import register, registered, unregister

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -47,158 +48,29 @@ def _runs_argument(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------
-# repro-ctx (no command): what a scope covers here, and the self-check
+# repro-ctx (no command) and doctor: what a scope covers here, the self-check, the verdict
 # ---------------------------------------------------------------------------
-
-
-def _print_sources(sources: Mapping[str, object], indent: str = "  ") -> None:
-    for name, detail in sources.items():
-        if isinstance(detail, dict):
-            print(f"{indent}{name}:")
-            for key, value in detail.items():
-                print(f"{indent}  {key} = {value!r}")
-        else:
-            print(f"{indent}{name}")
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ._selfcheck import run_self_check, self_check_devices
-    from ._sources import describe_sources
+    from ._doctor import main_job_lines
 
-    seed = 0 if args.report_seed is None else args.report_seed
-    print("repro_ctx: what a scope captures, seeds and restores here")
-    _print_sources(describe_sources())
-    status = 0
-    print(f"\nself-check: a small training step, twice inside deterministic(seed={seed}), "
-          "once outside")
-    for device in self_check_devices():
-        check = run_self_check(device, seed=seed)
-        same = "bitwise equal" if check.deterministic else "DIFFERENT"
-        outside = "equal" if check.outside_matches else "different, as expected without a scope"
-        print(f"  {device}: inside runs {check.first} / {check.second}: {same}")
-        print(f"  {device}: outside run {check.outside}: {outside}")
-        if not check.deterministic:
-            status = 1
-    return status
-
-
-# ---------------------------------------------------------------------------
-# doctor
-# ---------------------------------------------------------------------------
-
-
-def doctor_report(seed: int = 0) -> dict[str, Any]:
-    """Everything ``repro-ctx doctor`` reports, as JSON-ready data."""
-    import platform
-
-    import numpy as np
-    import torch
-
-    from ._selfcheck import run_self_check, self_check_devices
-    from ._sources import describe_sources
-
-    flags = describe_sources()  # before the self-check, which may initialise CUDA
-    checks = [run_self_check(device, seed=seed) for device in self_check_devices()]
-    cudnn: Any = torch.backends.cudnn  # untyped in torch's stubs
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": cudnn.version() if cudnn.is_available() else None,
-            "numpy": np.__version__,
-        },
-        "devices": _devices(torch),
-        "flags": flags,
-        "environment": {
-            "hash_randomization": bool(sys.flags.hash_randomization),
-            "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
-            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        },
-        "self_check": [
-            {
-                "device": check.device,
-                "seed": seed,
-                "first": check.first,
-                "second": check.second,
-                "outside": check.outside,
-                "deterministic": check.deterministic,
-            }
-            for check in checks
-        ],
-        "deterministic": all(check.deterministic for check in checks),
-    }
-
-
-def _devices(torch: Any) -> list[dict[str, object]]:
-    import platform
-
-    devices: list[dict[str, object]] = [
-        {
-            "type": "cpu",
-            "name": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-        }
-    ]
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            major, minor = torch.cuda.get_device_capability(index)
-            devices.append({
-                "type": "cuda",
-                "index": index,
-                "name": torch.cuda.get_device_name(index),
-                "capability": f"{major}.{minor}",
-            })
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append({"type": "mps", "name": "Apple MPS"})
-    return devices
+    lines, reproducible = main_job_lines(0 if args.report_seed is None else args.report_seed)
+    print("\n".join(lines))
+    return 0 if reproducible else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from ._doctor import doctor_lines, doctor_report
+
     report = doctor_report(seed=args.seed)
     if args.json:
         import json
 
         print(json.dumps(report, indent=2, default=str))
     else:
-        _print_doctor(report)
+        print("\n".join(doctor_lines(report)))
     return 0 if report["deterministic"] else 1
-
-
-def _unset(value: object, none: str = "unset") -> str:
-    return none if value is None else str(value)
-
-
-def _print_doctor(report: Mapping[str, Any]) -> None:
-    versions = report["versions"]
-    print("versions")
-    print(f"  python {versions['python']}, torch {versions['torch']}, "
-          f"CUDA {_unset(versions['cuda'], 'none')}, cuDNN {_unset(versions['cudnn'], 'none')}, "
-          f"NumPy {versions['numpy']}")
-    print("devices")
-    for device in report["devices"]:
-        details = ", ".join(f"{key} {value}" for key, value in device.items() if key != "type")
-        print(f"  {device['type']}: {details}")
-    print("determinism flags and sources (what a scope captures, seeds and restores)")
-    _print_sources(report["flags"])
-    env = report["environment"]
-    print("environment")
-    if env["hash_randomization"]:
-        hashing = "on: str and bytes hashes (and set order) change between runs"
-    else:
-        hashing = "off"
-    print(f"  hash randomisation: {hashing} (PYTHONHASHSEED {_unset(env['PYTHONHASHSEED'])}); "
-          f"`{PROG} run` sets PYTHONHASHSEED for the program it starts")
-    print(f"  CUBLAS_WORKSPACE_CONFIG: {_unset(env['CUBLAS_WORKSPACE_CONFIG'])}")
-    print("self-check: a small training step run twice in deterministic(seed), compared bitwise")
-    for check in report["self_check"]:
-        verdict = "bitwise equal" if check["deterministic"] else "DIFFERENT: nondeterministic"
-        print(f"  {check['device']}: {check['first']} / {check['second']}: {verdict}")
-    if report["deterministic"]:
-        print("result: reproducible here")
-    else:
-        print("result: NONDETERMINISM found: the same seeded step gave different bits")
 
 
 # ---------------------------------------------------------------------------
@@ -251,6 +123,53 @@ def _progress(message: str) -> None:
     print(f"{PROG} check: {message}", file=sys.stderr, flush=True)
 
 
+def _started(command: Sequence[str], env: Mapping[str, str]) -> Any:
+    from ._outputs import run_capturing
+
+    try:
+        return run_capturing(command, env)
+    except FileNotFoundError:
+        raise _CommandError(f"command not found: {command[0]}", 127) from None
+    except PermissionError:
+        raise _CommandError(f"command not executable: {command[0]}", 126) from None
+
+
+def _show_failure(run: int, status: int, stdout: bytes, stderr_tail: bytes) -> None:
+    """A failed run: its exit status, and how its stdout and stderr ended."""
+    from ._outputs import TAIL_LINES, last_lines
+
+    print(f"{PROG} check: run {run} failed with exit status {status}", file=sys.stderr)
+    for name, data in (("stdout", stdout), ("stderr", stderr_tail)):
+        lines = last_lines(data)
+        if not lines:
+            print(f"  its {name} was empty", file=sys.stderr)
+            continue
+        shown = f"last {TAIL_LINES} lines" if len(lines) == TAIL_LINES else "end"
+        print(f"  its {name} ({shown}):", file=sys.stderr)
+        for line in lines:
+            print(f"    | {line}", file=sys.stderr)
+
+
+def _describe_difference(reference: Any, output: Any, label: str) -> str:
+    """The first difference of two outputs: as tensors where the file holds them, else bytes."""
+    from ._outputs import first_difference
+    from ._tensor_outputs import NotTensors, holds_tensors, tensor_difference
+
+    difference = first_difference(reference, output)
+    assert difference is not None
+    as_bytes = difference.describe(reference.name, label)
+    if reference.path is None or not holds_tensors(reference.name):
+        return as_bytes
+    try:
+        found = tensor_difference(reference.path, output.path, reference.name)
+    except NotTensors as exc:
+        return f"{as_bytes}\n    (not compared as tensors: {exc})"
+    if found is None:
+        return (f"{as_bytes}\n    (read as tensors the contents are equal: the bytes differ "
+                "outside the tensor data)")
+    return found.describe(reference.name, label)
+
+
 def _check(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -270,13 +189,12 @@ def _check(args: argparse.Namespace) -> int:
             _progress(f"run {run}/{args.runs} ...")
             started = time.perf_counter()
             with set_aside(paths):
-                completed = _start(command, env, stdout=subprocess.PIPE)
+                completed = _started(command, env)
                 status = _exit_status(completed.returncode)
                 _progress(f"run {run}/{args.runs} finished in "
                           f"{time.perf_counter() - started:.1f}s, exit status {status}")
                 if status != 0:
-                    print(f"{PROG} check: run {run} failed with exit status {status}",
-                          file=sys.stderr)
+                    _show_failure(run, status, completed.stdout, completed.stderr_tail)
                     return 1
                 missing = [path for path in paths if not os.path.isfile(path)]
                 if missing:
@@ -289,10 +207,9 @@ def _check(args: argparse.Namespace) -> int:
                     reference = [output.keep(keep) for output in outputs]
                     continue
                 for ref, out in zip(reference, outputs, strict=True):
-                    difference = first_difference(ref, out)
-                    if difference is not None:
+                    if first_difference(ref, out) is not None:
                         print(f"{PROG} check: run {run} differs from run 1")
-                        print(difference.describe(ref.name, f"run {run}"))
+                        print(_describe_difference(ref, out, f"run {run}"))
                         return 1
             _progress(f"run {run}/{args.runs} matched run 1")
         sizes = ", ".join(f"{ref.name} ({ref.size} bytes)" for ref in reference)
@@ -358,6 +275,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _forgotten_separator(name: str, arguments: list[str], compare: list[str]) -> str:
+    """How to give the command; where ``--compare`` took the command's words, say so.
+
+    ``--compare`` takes one or more paths, so without ``--`` it takes the
+    command too. The command starts at the first word that is a program on
+    PATH (or a script): everything from there was meant to run.
+    """
+    usage = f"{PROG} {name} [options] -- CMD..."
+    start = next(
+        (i for i, word in enumerate(compare)
+         if shutil.which(word) is not None or word.endswith((".py", ".sh"))),
+        None,
+    )
+    if start is None:
+        return usage
+    taken = compare[start:]
+    # the last run of these words in the arguments is where --compare took them
+    at = max(i for i in range(len(arguments) - len(taken) + 1)
+             if arguments[i : i + len(taken)] == taken)
+    rest = arguments[:at] + arguments[at + len(taken) :]
+    quoted = [f"`{word}`" for word in taken[:3]] + (["the rest"] if len(taken) > 3 else [])
+    words = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+    suggestion = shlex.join([PROG, *rest, "--", *taken])
+    return (f"{words} {'were' if len(taken) > 1 else 'was'} taken as --compare files; "
+            f"put the command after `--`: {suggestion}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``repro-ctx`` and ``python -m repro_ctx``; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -366,8 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = arguments.index("--")
         arguments, tail = arguments[:split], arguments[split + 1 :]
     parser = build_parser()
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
     name = args.command_name
+    if unknown:
+        hint = ""
+        if name in ("run", "check") and tail is None:
+            hint = f" (the command's own options go after `--`: {PROG} {name} [options] -- CMD...)"
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if name is not None and args.report_seed is not None:
         parser.error(f"--seed goes after the command: {PROG} {name} --seed N")
     if name in ("run", "check"):
@@ -375,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"give the command once, after --: {PROG} {name} ... -- CMD...")
         args.command = tail if tail is not None else args.command
         if not args.command:
-            print(f"{PROG} {name}: error: no command given: {PROG} {name} [options] -- CMD...",
+            print(f"{PROG} {name}: error: no command given: "
+                  f"{_forgotten_separator(name, arguments, getattr(args, 'compare', []))}",
                   file=sys.stderr)
             return 2
     elif tail is not None:

@@ -6,7 +6,7 @@ import contextvars
 import dataclasses
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from ._generators import GeneratorsSource, check_generators
 from ._scope import Activation, close_scope, open_scope
@@ -15,6 +15,9 @@ from ._source import Algorithms, Plan, Source
 from ._sources import default_sources
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # The activations entered in the current context (thread or asyncio task),
 # innermost last: how an exit finds its own activation when one
@@ -81,6 +84,13 @@ class deterministic:
     With torch.distributed, every rank gets the same streams by default (as
     identical model initialisation needs); ``per_rank=True`` gives each rank
     an independent stream derived from ``(seed, rank)``.
+
+    As a decorator, ``@deterministic(...)`` is ``@reproducible(...)`` with the
+    same options: every call runs in its own scope (not one scope around the
+    definition), a generator or coroutine while its own code runs, each test
+    of a ``unittest.TestCase`` class in its own. Supported rather than
+    rejected because both names read naturally above a function and mean the
+    same thing there; ``@reproducible`` also takes a per-call seed function.
     """
 
     __slots__ = ("__weakref__", "_generators", "_per_rank", "_plan", "_sources")
@@ -170,6 +180,39 @@ class deterministic:
         traceback: TracebackType | None,
     ) -> None:
         self.stop(exc)
+
+    @overload
+    def __call__(self, func: _F) -> _F: ...
+
+    @overload
+    def __call__(self, func: classmethod[_T, _P, _R]) -> classmethod[_T, _P, _R]: ...
+
+    @overload
+    def __call__(self, func: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...
+
+    def __call__(self, func: Any) -> Any:
+        """Decorate ``func``: each call in its own scope with these options (``@reproducible``)."""
+        target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+        if not callable(target):
+            raise TypeError(
+                "@deterministic(...) decorates a function, method, generator or coroutine "
+                "function, or a unittest.TestCase class (each call in its own scope, as "
+                f"@reproducible does); got {type(func).__name__} {func!r}. To scope a block, "
+                "use `with deterministic(...):`"
+            )
+        from ._reproducible import ScopeDecorator  # it builds on this module
+
+        plan = self._plan
+        decorator = ScopeDecorator(
+            plan.seed,
+            algorithms=plan.algorithms,
+            benchmark=plan.benchmark,
+            tf32=plan.tf32,
+            fill_uninitialized_memory=plan.fill_uninitialized_memory,
+            generators=self.generators,
+            per_rank=self._per_rank,
+        )
+        return decorator(func)
 
     async def __aenter__(self) -> deterministic:
         return self.__enter__()

@@ -5,8 +5,10 @@ op recorded (``_op_recorder``); the report (``_divergence_report``) names
 the first op whose outputs differ bitwise. Runs compare hashes, so no values
 are kept while recording. To measure how large the difference is,
 ``find_divergence`` keeps the second run's outputs at the first differing op
-as it goes, then replays ``fn`` (up to twice) keeping only that op's outputs:
-a replay that gives run 1's bytes there yields run 1's values exactly.
+as it goes, then replays ``fn`` twice keeping only that op's outputs:
+a replay that gives run 1's bytes there yields run 1's values exactly. The
+replays also hash that op's inputs and note where they came from, which is
+how ``_divergence_causes`` tells the likely cause and its fix.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._deterministic import deterministic
+from ._divergence_causes import Evidence, classify
 from ._divergence_report import (
     DivergenceReport,
     OpRecord,
@@ -29,12 +32,16 @@ from ._divergence_report import (
     sample_differences,
     write_stream,
 )
+from ._progress import Progress
 
 if TYPE_CHECKING:
     from ._op_recorder import RunRecord
 
 _OPTIONS = ("algorithms", "benchmark", "tf32", "fill_uninitialized_memory", "generators")
 _REPLAYS = 2
+# hash() of this string differs between two interpreters exactly when their
+# str hashing (PYTHONHASHSEED) differs: ``compare`` reads it from both headers.
+_HASH_PROBE = "repro_ctx hash probe"
 
 
 def _scope(caller: str, seed: object, options: Mapping[str, Any]) -> deterministic:
@@ -76,6 +83,10 @@ def find_divergence(
     arguments of ``fn`` use ``functools.partial``. ``fn`` must build what it
     uses (model, optimizer, data): state carried over from an earlier run
     makes the runs differ from their first op.
+
+    The report's ``cause`` names the likely cause and the change that fixes
+    it. Where stderr is a terminal, progress (run k of n, ops recorded) is
+    shown there while it runs.
     """
     from ._op_recorder import record_run
 
@@ -85,22 +96,37 @@ def find_divergence(
     if runs < 2:
         raise ValueError(f"runs must be an int >= 2, got {runs}")
     scope = _scope("find_divergence", seed, options)
-    first = record_run(fn, args, scope)
-    other, number, earliest = first, 1, None
-    for run_number in range(2, runs + 1):
-        run = record_run(fn, args, scope, reference=first.ops)
-        diverges_at = _first_index(first.ops, run.ops)
-        if diverges_at is not None and (earliest is None or diverges_at < earliest):
-            other, number, earliest = run, run_number, diverges_at
-        elif earliest is None:
-            other, number = run, run_number
-    values: tuple[float | None, float | None, str] = (None, None, "")
-    if other.first_difference is not None:
-        values = _measure(fn, args, scope, first, other, number)
+    progress = Progress(f"find_divergence({_name(fn)})")
+    try:
+        first = record_run(fn, args, scope, progress=progress.stage(f"run 1/{runs}"))
+        other, number, earliest = first, 1, None
+        for run_number in range(2, runs + 1):
+            run = record_run(fn, args, scope, reference=first.ops,
+                             progress=progress.stage(f"run {run_number}/{runs}"))
+            diverges_at = _first_index(first.ops, run.ops)
+            if diverges_at is not None and (earliest is None or diverges_at < earliest):
+                other, number, earliest = run, run_number, diverges_at
+            elif earliest is None:
+                other, number = run, run_number
+        values: tuple[float | None, float | None, str] = (None, None, "")
+        evidence = None
+        if other.first_difference is not None:
+            replays = _replay(fn, args, scope, other.first_difference, progress)
+            values = _measure(first, other, number, replays)
+            evidence = _evidence(first, other.first_difference, replays)
+    finally:
+        progress.close()
+    labels = ("run 1", f"run {number}")
+    found = first_difference(first.ops, other.ops)
+    cause = None if found is None else classify(
+        found[0], found[1], first.ops, other.ops, first.flags, other.flags, labels,
+        evidence=evidence,
+    )
     return build_report(
-        ("run 1", f"run {number}"), first.ops, other.ops,
+        labels, first.ops, other.ops,
         values=values, flags=first.flags, flags_b=other.flags,
         title=f"find_divergence({_name(fn)}): seed {scope.seed}, {runs} runs",
+        cause=cause,
     )
 
 
@@ -109,26 +135,48 @@ def _first_index(a: Sequence[OpRecord], b: Sequence[OpRecord]) -> int | None:
     return None if found is None else found[1]
 
 
+def _replay(
+    fn: Callable[..., object], args: tuple[object, ...], scope: deterministic, index: int,
+    progress: Progress,
+) -> list[RunRecord]:
+    """Run ``fn`` again ``_REPLAYS`` times, keeping op ``index``'s outputs and inputs."""
+    from ._op_recorder import record_run
+
+    return [
+        record_run(fn, args, scope, capture_at=index,
+                   progress=progress.stage(f"replay {number}/{_REPLAYS} (op #{index})"))
+        for number in range(1, _REPLAYS + 1)
+    ]
+
+
+def _evidence(first: RunRecord, index: int, replays: Sequence[RunRecord]) -> Evidence:
+    """What the replays that ran the same op at ``index`` saw there."""
+    samples = tuple(
+        replay.sample for replay in replays
+        if replay.sample is not None
+        and compare_ops(first.ops[index], replay.ops[index]) != "stream"
+    )
+    return Evidence(samples)
+
+
 def _measure(
-    fn: Callable[..., object], args: tuple[object, ...], scope: deterministic,
-    first: RunRecord, other: RunRecord, number: int,
+    first: RunRecord, other: RunRecord, number: int, replays: Sequence[RunRecord]
 ) -> tuple[float | None, float | None, str]:
     """Max abs and rel difference at the first differing op, and between which runs.
 
-    ``other`` kept its outputs there. Run 1 kept nothing, so ``fn`` is
+    ``other`` kept its outputs there. Run 1 kept nothing, so ``fn`` was
     replayed keeping that op's outputs: a replay with run 1's bytes there
     gives run 1's values. If the op never gives the same bytes twice (OS
     entropy, atomics), a replay that differs from ``other`` still measures
     the size of the run-to-run difference.
     """
-    from ._op_recorder import record_run, value_differences
+    from ._op_recorder import value_differences
 
     index = other.first_difference
     assert index is not None
     assert other.captured is not None
     fallback = None
-    for _ in range(_REPLAYS):
-        replay = record_run(fn, args, scope, capture_at=index)
+    for replay in replays:
         if replay.captured is None:
             continue
         if compare_ops(first.ops[index], replay.ops[index]) is None:
@@ -139,8 +187,7 @@ def _measure(
     if fallback is not None:
         max_abs, max_rel = value_differences(fallback, other.captured)
         return max_abs, max_rel, (
-            f"a replay vs run {number}: no replay gave run 1's bytes at this op, "
-            "which changes on every run"
+            f"a replay vs run {number}: no replay gave run 1's bytes at this op"
         )
     return None, None, (
         f"not measured: {_REPLAYS} replays did not reach this op with run 1's or new bytes"
@@ -157,10 +204,12 @@ def record(
 ) -> Path:
     """Run ``fn(*args)`` once under ``deterministic(seed, **options)``; write its ops to ``path``.
 
-    The file (JSON) holds every op's name, phase, module path, source line
-    and per output the shape, dtype, hash, norm and ``samples`` evenly
-    spaced values, plus the flags in effect. Compare two files, from
-    other processes or machines, with ``compare``.
+    The file (JSON, format version 2) holds every op's name, phase, module
+    path, source line, the uncovered generator it drew from (if any) and per
+    output the shape, dtype, hash, norm and ``samples`` evenly spaced values,
+    plus the flags in effect and how this interpreter hashes strings
+    (``PYTHONHASHSEED``, ``hash_probe``). Compare two files, from other
+    processes or machines, with ``compare``.
     """
     from ._op_recorder import record_run
 
@@ -170,6 +219,7 @@ def record(
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
         raise ValueError(f"samples must be an int >= 0, got {samples!r}")
     scope = _scope("record", seed, options)
+    hash_seed = os.environ.get("PYTHONHASHSEED")  # before the scope sets it for children
     run = record_run(fn, args, scope, samples=samples)
     import torch
 
@@ -182,6 +232,8 @@ def record(
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "samples": samples,
+        "PYTHONHASHSEED": hash_seed,
+        "hash_probe": hash(_HASH_PROBE),
     }
     out = Path(path)
     write_stream(out, header, run.ops)
@@ -192,7 +244,9 @@ def compare(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]) -> D
     """The report for two files written by ``record``.
 
     Without the tensors, the max abs and rel difference are measured over
-    the stored samples: a lower bound, or "n/a" if the samples agree.
+    the stored samples: a lower bound, or "n/a" if the samples agree. The
+    cause can also be one that only exists across processes: different
+    settings, or different string hashing (``PYTHONHASHSEED``).
     """
     for name, value in (("path_a", path_a), ("path_b", path_b)):
         if not isinstance(value, (str, os.PathLike)):
@@ -209,8 +263,13 @@ def compare(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]) -> D
             values = (None, None, "the recorded samples agree; the bytes differ elsewhere")
         else:
             values = (*measured, "over the recorded samples only: a lower bound")
+    cause = None if found is None else classify(
+        found[0], found[1], stream_a, stream_b, header_a["flags"], header_b["flags"], labels,
+        processes=(header_a, header_b),
+    )
     return build_report(
         labels, stream_a, stream_b, values=values,
         flags=header_a["flags"], flags_b=header_b["flags"],
         title=f"compare({a.name}, {b.name}): {header_a.get('function', '?')}",
+        cause=cause,
     )

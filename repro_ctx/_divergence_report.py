@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 FILE_FORMAT = "repro_ctx op stream"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: each op row ends with the uncovered generator it drew from
+READ_VERSIONS = (1, 2)
 
 # The flags the table shows; the report keeps every flag in ``flags``.
 _SHOWN_FLAGS = (
@@ -30,8 +31,40 @@ _SHOWN_FLAGS = (
 )
 _TABLE_CONTEXT = 2  # ops shown on each side of the divergent one
 _CELL_WIDTH = 44
+ALGORITHMS_FLAG = "torch.use_deterministic_algorithms (mode, warn_only)"
+FILL_FLAG = "torch.utils.deterministic.fill_uninitialized_memory"
+
+# Ops whose output is uninitialised memory: its bytes are noise unless
+# fill_uninitialized_memory is on, and the op that fills it is recorded next.
+UNINITIALISED = frozenset({
+    "empty", "empty_like", "empty_strided", "empty_permuted", "new_empty",
+    "new_empty_strided", "resize_", "resize_as_", "_empty_affine_quantized",
+    "_empty_per_channel_affine_quantized",
+})
 
 Kind = Literal["matched", "values", "stream"]
+CauseKind = Literal[
+    "uncovered_rng", "state_outside_fn", "os_entropy", "nondeterministic_kernel",
+    "uninitialized_memory", "hash_order", "flags_differ", "control_flow", "unknown",
+]
+
+
+def base_name(name: str) -> str:
+    """``aten.index_add_.default`` -> ``index_add_``."""
+    return name.split(".")[1] if name.count(".") >= 2 else name
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why two runs likely part, and the one change that most likely fixes it.
+
+    ``kind`` names the cause for programs; ``reason`` is one sentence for
+    people; ``fix`` is the line to act on.
+    """
+
+    kind: CauseKind
+    reason: str
+    fix: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +92,9 @@ class OpRecord:
 
     For a backward op, ``module``, ``file`` and ``line`` are those of the
     forward op whose autograd node ran it (``grad_fn``), when known.
+    ``uncovered_rng`` is set when the op drew from a ``torch.Generator`` that
+    the scope neither seeds nor restores: the name it has in the calling
+    code (``"g"``, ``"self.rng"``), or ``""`` if none was found.
     """
 
     index: int
@@ -69,6 +105,7 @@ class OpRecord:
     line: int
     grad_fn: str
     outputs: tuple[OutputRecord, ...]
+    uncovered_rng: str | None = None
 
     @property
     def source(self) -> str:
@@ -81,6 +118,11 @@ class OpRecord:
     @property
     def dtypes(self) -> tuple[str, ...]:
         return tuple(out.dtype for out in self.outputs)
+
+    @property
+    def compared(self) -> bool:
+        """Whether any output was hashed: an op with none can never be seen to differ."""
+        return any(out.digest is not None for out in self.outputs)
 
 
 def compare_ops(a: OpRecord, b: OpRecord) -> Literal["stream", "values"] | None:
@@ -182,6 +224,10 @@ class DivergenceReport:
     ``max_rel_diff`` (``|a-b| / max(|a|, |b|)``) are measured on that op's
     outputs; ``values_note`` says between which runs. ``flags`` are the
     determinism flags in effect in the first run (``flags_b``: the second).
+    ``cause`` is the likely cause and its fix (``None`` when matched).
+
+    Only ops with a hashed output can be seen to differ: views, uninitialised
+    memory and unreadable tensors are shown as "not compared", never "equal".
     """
 
     kind: Kind
@@ -195,6 +241,7 @@ class DivergenceReport:
     flags: Mapping[str, str] = field(default_factory=dict)
     flags_b: Mapping[str, str] = field(default_factory=dict)
     title: str = "divergence report"
+    cause: Cause | None = None
 
     @property
     def matched(self) -> bool:
@@ -203,12 +250,12 @@ class DivergenceReport:
     @property
     def op(self) -> OpRecord | None:
         """The first run's op at the divergence (``None`` if matched or that run had stopped)."""
-        return _at(self.stream_a, self.index)
+        return at(self.stream_a, self.index)
 
     @property
     def other_op(self) -> OpRecord | None:
         """The second run's op at the divergence (``None`` if matched or that run had stopped)."""
-        return _at(self.stream_b, self.index)
+        return at(self.stream_b, self.index)
 
     @property
     def stream_index(self) -> int | None:
@@ -233,7 +280,7 @@ class DivergenceReport:
         op, other = self.op, self.other_op
         if self.kind == "values":
             assert op is not None
-            return f"op #{self.index} {op.name} gave different bytes (ops before it matched)"
+            return f"op #{self.index} {op.name} gave different bytes ({self._before()})"
         if op is None or other is None:
             ended, went_on = (a_label, other) if op is None else (b_label, op)
             assert went_on is not None
@@ -253,9 +300,25 @@ class DivergenceReport:
             f"vs {', '.join(other.dtypes)} ({b_label})"
         )
 
+    def _before(self) -> str:
+        """What is known of the ops before the divergence: only hashed ones were compared."""
+        before = self.stream_a[: self.index or 0]
+        compared = sum(1 for op in before if op.compared)
+        skipped = len(before) - compared
+        if not before:
+            return "it is the first op"
+        unseen = (f"{_ops(skipped)} before it gave views or uninitialised memory and "
+                  f"{'was' if skipped == 1 else 'were'} not compared")
+        if not compared:
+            return f"nothing before it was compared: {unseen}"
+        matched = f"{_ops(compared)} before it matched"
+        return matched if not skipped else f"{matched}; {unseen}"
+
     def __str__(self) -> str:
         a_label, b_label = self.labels
         rows: list[tuple[str, str]] = [("result", self.detail)]
+        if self.cause is not None:
+            rows += [("cause", self.cause.reason), ("fix", self.cause.fix)]
         op = self.op if self.op is not None else self.other_op
         if op is not None:
             node = f", autograd node {op.grad_fn}" if op.grad_fn else ""
@@ -296,16 +359,11 @@ class DivergenceReport:
         table = [header]
         end = self.index + _TABLE_CONTEXT + 1
         for i in range(max(0, self.index - _TABLE_CONTEXT), end):
-            a, b = _at(self.stream_a, i), _at(self.stream_b, i)
+            a, b = at(self.stream_a, i), at(self.stream_b, i)
             shown = a if a is not None else b
             if shown is None:
                 continue
-            status = (
-                "missing" if a is None or b is None
-                else {None: "equal", "values": "DIFFERENT bytes", "stream": "DIFFERENT op"}[
-                    compare_ops(a, b)
-                ]
-            )
+            status = "missing" if a is None or b is None else _status(a, b)
             same = a is None or b is None or a.name == b.name
             name = shown.name if same else f"{a.name} / {b.name}"  # type: ignore[union-attr]
             table.append((
@@ -335,8 +393,7 @@ class DivergenceReport:
         differences = self.op_differences
         nonzero = [d for d in differences if 0.0 < d < math.inf]
         floor = min(nonzero) / 10 if nonzero else 1e-12
-        equal_x = [i for i, d in enumerate(differences) if d == 0.0 and not self._bytes_differ(i)]
-        differ_x = [i for i in range(len(differences)) if self._bytes_differ(i)]
+        equal_x, unknown_x, differ_x = self.op_classes()
         differ_y = [
             differences[i] if 0.0 < differences[i] < math.inf
             else (max(nonzero, default=1.0) * 10 if differences[i] == math.inf else floor)
@@ -348,6 +405,8 @@ class DivergenceReport:
         axes.set_yscale("log")
         axes.scatter(equal_x, [floor] * len(equal_x), s=4, color="0.6",
                      label="equal bytes (at the floor)")
+        axes.scatter(unknown_x, [floor] * len(unknown_x), s=14, marker="|", color="tab:blue",
+                     label="not compared: views, uninitialised memory")
         axes.scatter(differ_x, differ_y, s=10, color="tab:red", label="different bytes")
         backward = next((op.index for op in self.stream_a if op.phase == "backward"), None)
         if backward is not None:
@@ -372,12 +431,40 @@ class DivergenceReport:
         figure.savefig(out, format="png")
         return out
 
-    def _bytes_differ(self, index: int) -> bool:
-        return compare_ops(self.stream_a[index], self.stream_b[index]) is not None
+    def op_classes(self) -> tuple[list[int], list[int], list[int]]:
+        """The op indices up to where the streams part: equal, not compared, different bytes."""
+        equal: list[int] = []
+        unknown: list[int] = []
+        differ: list[int] = []
+        for i in range(len(self.op_differences)):
+            a, b = self.stream_a[i], self.stream_b[i]
+            if compare_ops(a, b) is not None:
+                differ.append(i)
+            elif a.compared and b.compared:
+                equal.append(i)
+            else:
+                unknown.append(i)
+        return equal, unknown, differ
 
 
-def _at(stream: Sequence[OpRecord], index: int | None) -> OpRecord | None:
+def _ops(count: int) -> str:
+    return "1 op" if count == 1 else f"{count} ops"
+
+
+def _status(a: OpRecord, b: OpRecord) -> str:
+    kind = compare_ops(a, b)
+    if kind == "values":
+        return "DIFFERENT bytes"
+    if kind == "stream":
+        return "DIFFERENT op"
+    return "equal" if a.compared and b.compared else "not compared"
+
+
+def at(stream: Sequence[OpRecord], index: int | None) -> OpRecord | None:
+    """The op at ``index``, or ``None`` past the end (a run that stopped early)."""
     return stream[index] if index is not None and index < len(stream) else None
+
+
 
 
 def build_report(
@@ -389,6 +476,7 @@ def build_report(
     flags: Mapping[str, str],
     flags_b: Mapping[str, str],
     title: str,
+    cause: Cause | None = None,
 ) -> DivergenceReport:
     """The report for two streams; ``values`` are the max diffs measured at the divergence."""
     found = first_difference(stream_a, stream_b)
@@ -406,6 +494,7 @@ def build_report(
         flags=dict(flags),
         flags_b=dict(flags_b),
         title=title,
+        cause=None if found is None else cause,
     )
 
 
@@ -413,16 +502,22 @@ def stream_to_json(ops: Sequence[OpRecord]) -> list[list[Any]]:
     """Compact rows, one per op; the index is the row's position."""
     return [
         [op.name, op.phase, op.module, op.file, op.line, op.grad_fn,
-         [[list(o.shape), o.dtype, o.digest, o.norm, list(o.sample)] for o in op.outputs]]
+         [[list(o.shape), o.dtype, o.digest, o.norm, list(o.sample)] for o in op.outputs],
+         op.uncovered_rng]
         for op in ops
     ]
 
 
-def stream_from_json(rows: object) -> tuple[OpRecord, ...]:
+def stream_from_json(rows: object, version: int = FILE_VERSION) -> tuple[OpRecord, ...]:
     if not isinstance(rows, list):
         raise TypeError("ops must be a list")
     ops = []
-    for index, (name, phase, module, file, line, grad_fn, outputs) in enumerate(rows):
+    for index, row in enumerate(rows):
+        if version == 1:
+            name, phase, module, file, line, grad_fn, outputs = row
+            uncovered = None
+        else:
+            name, phase, module, file, line, grad_fn, outputs, uncovered = row
         if phase not in ("forward", "backward"):
             raise ValueError(f"op #{index} has phase {phase!r}")
         ops.append(OpRecord(
@@ -436,6 +531,7 @@ def stream_from_json(rows: object) -> tuple[OpRecord, ...]:
                 )
                 for shape, dtype, digest, norm, sample in outputs
             ),
+            None if uncovered is None else str(uncovered),
         ))
     return tuple(ops)
 
@@ -460,9 +556,13 @@ def read_stream(path: Path) -> tuple[dict[str, Any], tuple[OpRecord, ...]]:
         data = json.loads(raw)
         if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
             raise ValueError("no repro_ctx op stream header")
-        if data.get("version") != FILE_VERSION:
-            raise ValueError(f"format version {data.get('version')!r}, this repro_ctx reads 1")
-        ops = stream_from_json(data.pop("ops"))
+        version = data.get("version")
+        if version not in READ_VERSIONS:
+            raise ValueError(
+                f"format version {version!r}, this repro_ctx reads "
+                f"{' and '.join(map(str, READ_VERSIONS))}"
+            )
+        ops = stream_from_json(data.pop("ops"), version)
         flags = data.get("flags")
         if not isinstance(flags, dict):
             raise ValueError("no flags")

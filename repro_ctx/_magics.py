@@ -9,6 +9,7 @@ IPython is imported only when the extension is loaded.
 from __future__ import annotations
 
 import ast
+import shlex
 from typing import Any
 
 _NAME = "deterministic"
@@ -41,7 +42,10 @@ def _make_magic(shell: Any) -> Any:
         Re-running the cell gives the same output.
         """
         __tracebackhide__ = True
-        args = arguments.parse_argstring(magic, line)
+        try:
+            args = arguments.parse_argstring(magic, without_comment(line))
+        except ValueError as exc:  # shlex: an unclosed quote
+            raise UsageError(f"%%deterministic: {exc} in {line!r}") from None
         if args.warn and args.no_algorithms:
             raise UsageError("%%deterministic: --warn and --no-algorithms exclude each other")
         algorithms: Any = "warn" if args.warn else not args.no_algorithms
@@ -57,6 +61,11 @@ def _make_magic(shell: Any) -> Any:
         magic = arguments.argument(*flags, **options)(magic)
     magic = arguments.magic_arguments(name="%" + _NAME)(magic)
     return magic
+
+
+def without_comment(line: str) -> str:
+    """``--seed 3   # why`` -> ``--seed 3``: a magic line may end in a comment, as code does."""
+    return shlex.join(shlex.split(line, comments=True))
 
 
 def _arguments(seed: Any) -> list[tuple[tuple[str, ...], dict[str, Any]]]:

@@ -1,7 +1,10 @@
-"""Outputs of a command, compared byte for byte, for ``repro-ctx check``.
+"""Outputs of a command, captured and compared byte for byte, for ``repro-ctx check``.
 
 Files are compared in chunks, so checkpoints of any size never have to fit in
 memory; the first difference is located by byte offset, line and column.
+A run's stdout is captured for comparison; its stderr still reaches the
+terminal as it is written, and its last lines are kept, so that a failed run
+can show how both ended.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -17,6 +23,59 @@ from typing import BinaryIO
 _CHUNK = 1 << 20
 _EXCERPT = 120
 _CONTEXT = 40
+TAIL_LINES = 20
+_TAIL_BYTES = 1 << 16  # of stderr kept while it streams through
+
+
+@dataclass(frozen=True)
+class Completed:
+    """One finished run: its exit code, all of its stdout, and the end of its stderr."""
+
+    returncode: int
+    stdout: bytes
+    stderr_tail: bytes
+
+
+def run_capturing(command: Sequence[str], env: Mapping[str, str]) -> Completed:
+    """Run ``command``: stdout captured, stderr passed on to ours as it comes, its end kept.
+
+    ``FileNotFoundError`` and ``PermissionError`` from starting it propagate.
+    """
+    with subprocess.Popen(list(command), env=dict(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        tail = bytearray()
+        pump = threading.Thread(target=_pass_on, args=(process.stderr, tail), daemon=True)
+        pump.start()
+        try:
+            stdout = process.stdout.read()
+            process.wait()
+        except BaseException:  # an interrupt: do not leave the program running
+            process.kill()
+            raise
+        finally:
+            pump.join()
+    return Completed(process.returncode, stdout, bytes(tail))
+
+
+def _pass_on(stream: BinaryIO, tail: bytearray) -> None:
+    sys.stderr.flush()
+    sink = getattr(sys.stderr, "buffer", None)
+    for chunk in iter(lambda: stream.read1(1 << 16), b""):  # type: ignore[attr-defined]
+        if sink is not None:
+            sink.write(chunk)
+            sink.flush()
+        else:
+            sys.stderr.write(chunk.decode(errors="replace"))
+            sys.stderr.flush()
+        tail += chunk
+        del tail[:-_TAIL_BYTES]
+
+
+def last_lines(data: bytes, lines: int = TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of ``data``, decoded (undecodable bytes replaced)."""
+    return data.decode(errors="replace").splitlines()[-lines:]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 
 from ._fork import renew_after_fork
+from ._hints import add_scope_notes
 from ._source import Plan, Source
 
 _lock = threading.RLock()
@@ -137,6 +138,8 @@ def close_scope(
     if activation.closed:
         raise RuntimeError("this scope activation is already closed")
     activation.closed = True
+    if error is not None:  # only then: a normal exit pays one comparison
+        add_scope_notes(activation.plan, error)
     try:
         if _stack[-1] is activation:
             _stack.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -72,3 +73,13 @@ def run_self_check(device: str = "cpu", seed: int = 0) -> SelfCheck:
         second = _digest(training_step(device))
     outside = _digest(training_step(device))
     return SelfCheck(device, first, second, outside)
+
+
+def diagnose(device: str = "cpu", seed: int = 0) -> str | None:
+    """Where the self-check failed: ``find_divergence``'s fix for the step, if it finds one."""
+    from ._divergence import find_divergence
+
+    report = find_divergence(functools.partial(training_step, device), seed=seed)
+    if report.cause is None:
+        return None
+    return f"{report.cause.fix} ({report.detail})"

@@ -6,7 +6,7 @@ child programs; a few run the real command line in a subprocess.
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import random
 import re
@@ -24,8 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import repro_ctx
-import repro_ctx._selfcheck
-from repro_ctx._cli import _devices, _print_doctor, child_environment, doctor_report, main
+from repro_ctx._cli import child_environment, main
 from repro_ctx._outputs import Output, first_difference, set_aside
 from repro_ctx._seed import ENV_SEED_VARIABLE, hash_seed
 
@@ -48,122 +47,12 @@ def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
                           check=False, **kwargs)
 
 
-def nondeterministic_step(device: str = "cpu", steps: int = 3) -> bytes:
-    return os.urandom(16)
-
-
 # --------------------------------------------------------------------------
 # the default job and doctor
 # --------------------------------------------------------------------------
 
 
-def test_the_default_job_reports_sources_and_a_passing_self_check(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main([]) == 0
-    out = capsys.readouterr().out
-    assert "repro_ctx: what a scope captures, seeds and restores here" in out
-    assert "torch.backends.cudnn.benchmark = " in out
-    assert "cpu: inside runs " in out
-    assert "bitwise equal" in out
-
-
-def test_the_default_job_fails_on_nondeterminism(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
-    assert main(["--seed", "3"]) == 1
-    assert "DIFFERENT" in capsys.readouterr().out
-
-
-def test_doctor_reports_versions_devices_flags_environment_and_the_self_check(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PYTHONHASHSEED", "123")
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
-    assert main(["doctor", "--seed", "2"]) == 0
-    out = capsys.readouterr().out
-    import numpy as np
-
-    assert f"python {sys.version.split()[0]}, torch {torch.__version__}" in out
-    assert f"NumPy {np.__version__}" in out
-    assert "cpu: name " in out
-    assert "torch.use_deterministic_algorithms (mode, warn_only) = " in out
-    assert "torch.get_float32_matmul_precision = " in out
-    expected_hashing = "on" if sys.flags.hash_randomization else "off"
-    assert f"hash randomisation: {expected_hashing}" in out
-    assert "(PYTHONHASHSEED 123)" in out
-    assert "CUBLAS_WORKSPACE_CONFIG: :16:8" in out
-    assert "cpu: " in out
-    assert "bitwise equal" in out
-    assert "result: reproducible here" in out
-
-
-def test_doctor_exits_non_zero_on_nondeterminism(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(repro_ctx._selfcheck, "training_step", nondeterministic_step)
-    assert main(["doctor"]) == 1
-    assert "NONDETERMINISM found" in capsys.readouterr().out
-    assert main(["doctor", "--json"]) == 1
-    report = json.loads(capsys.readouterr().out)
-    assert report["deterministic"] is False
-    assert report["self_check"][0]["deterministic"] is False
-
-
-def test_doctor_text_says_when_hash_randomisation_is_off(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    report = doctor_report()
-    report["environment"]["hash_randomization"] = False
-    report["environment"]["PYTHONHASHSEED"] = "0"
-    _print_doctor(report)
-    assert "hash randomisation: off (PYTHONHASHSEED 0)" in capsys.readouterr().out
-
-
-def test_doctor_json_from_the_real_command_line() -> None:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    env.pop("CUBLAS_WORKSPACE_CONFIG", None)
-    result = cli("doctor", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["versions"]["torch"] == torch.__version__
-    assert report["versions"]["python"] == sys.version.split()[0]
-    assert set(report["versions"]) == {"python", "torch", "cuda", "cudnn", "numpy"}
-    assert report["devices"][0]["type"] == "cpu"
-    assert report["environment"] == {
-        "hash_randomization": False,
-        "PYTHONHASHSEED": "0",
-        "CUBLAS_WORKSPACE_CONFIG": None,
-    }
-    flags = report["flags"]["torch flags"]
-    assert flags["torch.backends.cudnn.benchmark"] is False
-    assert flags["torch.use_deterministic_algorithms (mode, warn_only)"] == [False, False]
-    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    assert [check["device"] for check in report["self_check"]] == devices
-    assert all(check["first"] == check["second"] for check in report["self_check"])
-    assert report["deterministic"] is True
-
-
-def test_devices_lists_cuda_and_mps_where_present() -> None:
-    fake = SimpleNamespace(
-        get_num_threads=lambda: 4,
-        cuda=SimpleNamespace(
-            is_available=lambda: True,
-            device_count=lambda: 2,
-            get_device_capability=lambda index: (9, index),
-            get_device_name=lambda index: f"GPU {index}",
-        ),
-        backends=SimpleNamespace(mps=SimpleNamespace(is_available=lambda: True)),
-    )
-    devices = _devices(fake)
-    assert devices[0]["type"] == "cpu"
-    assert devices[0]["threads"] == 4
-    assert devices[1:] == [
-        {"type": "cuda", "index": 0, "name": "GPU 0", "capability": "9.0"},
-        {"type": "cuda", "index": 1, "name": "GPU 1", "capability": "9.1"},
-        {"type": "mps", "name": "Apple MPS"},
-    ]
+# The default job and doctor are tested in test_doctor.py.
 
 
 # --------------------------------------------------------------------------
@@ -502,3 +391,244 @@ def test_set_aside_restores_unwritten_files_and_keeps_written_ones(tmp_path: Pat
     assert old.read_text() == "old"
     assert rewritten.read_text() == "after"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["old.txt", "rewritten.txt"]
+
+
+# --------------------------------------------------------------------------
+# check: outputs compared as tensors, failed runs, a forgotten `--`
+# --------------------------------------------------------------------------
+
+CHECKPOINT_WRITER = """\
+import os, sys
+import numpy as np
+import torch
+out = sys.argv[1]
+noise = int.from_bytes(os.urandom(4), "little") / 2**32 + 1.0  # a new value in every run
+weights = {"a.weight": torch.zeros(2, 2), "b.weight": torch.ones(3, 4), "b.bias": torch.zeros(4)}
+weights["b.weight"][1, 2] += noise
+if out.endswith(".pt"):
+    torch.save(weights, out)
+elif out.endswith(".npz"):
+    np.savez(out, w=np.ones(3), v=weights["b.weight"].numpy())
+else:
+    np.save(out, weights["b.weight"].numpy())
+"""
+
+
+@pytest.fixture
+def checkpoint_writer(tmp_path: Path) -> Path:
+    path = tmp_path / "save.py"
+    path.write_text(CHECKPOINT_WRITER)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "dtype"),
+    [("model.pt", "state_dict['b.weight']", "torch.float32"),
+     ("arrays.npz", "arrays['v']", "float32"), ("array.npy", "array", "float32")],
+)
+def test_check_names_the_tensor_that_differs(
+    checkpoint_writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+    key: str, dtype: str,
+) -> None:
+    out = tmp_path / name
+    assert main(["check", "--compare", str(out), "--", PY, str(checkpoint_writer), str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "repro-ctx check: run 2 differs from run 1"
+    assert lines[1] == f"  {out}: {key} differs: shape (3, 4), {dtype}"
+    assert re.fullmatch(
+        rf"    1 of 12 elements differ; the first at {re.escape(key)}\[1, 2\]: "
+        r"run 1 2\.\d+, run 2 2\.\d+", lines[2]
+    ), lines[2]
+    assert re.fullmatch(r"    max abs diff \S+, max rel diff \S+  \(\|a-b\| / max\(\|a\|,\|b\|\)\)",
+                        lines[3]), lines[3]
+    assert "byte offset" not in "\n".join(lines)
+
+
+def test_a_tensor_file_that_cannot_be_read_falls_back_to_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "broken.pt"
+    code = f"import os; open({str(out)!r}, 'wb').write(os.urandom(16))"
+    assert main(["check", "--compare", str(out), "--", PY, "-c", code]) == 1
+    text = capsys.readouterr().out
+    assert f"  {out}: first difference at line 1" in text
+    assert "\n    (not compared as tensors: UnpicklingError: Weights only load failed." in text
+
+
+def test_check_shows_how_a_failed_run_ended(capsys: pytest.CaptureFixture[str]) -> None:
+    code = ("import sys\n"
+            "for i in range(30): print('out', i)\n"
+            "print('Traceback: something broke', file=sys.stderr)\n"
+            "raise SystemExit(3)")
+    assert main(["check", "--", PY, "-c", code]) == 1
+    err = capsys.readouterr().err
+    assert "repro-ctx check: run 1 failed with exit status 3" in err
+    after = err.split("failed with exit status 3\n", 1)[1].splitlines()
+    assert after[0] == "  its stdout (last 20 lines):"
+    assert after[1:21] == [f"    | out {i}" for i in range(10, 30)]
+    assert after[21:] == ["  its stderr (end):", "    | Traceback: something broke"]
+    # stderr also reached the terminal while the run went on, before the summary
+    assert err.index("Traceback: something broke") < err.index("failed with exit status 3")
+
+
+def test_check_passes_stderr_on_where_ours_takes_only_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_only = io.StringIO()  # no .buffer, as some IDE consoles and wrappers
+    monkeypatch.setattr(sys, "stderr", text_only)
+    code = "import sys; sys.stderr.write('caf\\xe9 warning\\n'); raise SystemExit(2)"
+    assert main(["check", "--", PY, "-c", code]) == 1
+    assert "café warning\n" in text_only.getvalue()
+    assert "    | café warning" in text_only.getvalue()
+
+
+def test_check_says_when_the_command_cannot_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--", str(tmp_path / "missing")]) == 127
+    assert "repro-ctx check: error: command not found: " in capsys.readouterr().err
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    if os.access(script, os.X_OK):  # pragma: no cover - running as a user that ignores modes
+        pytest.skip("the file is executable for this user")
+    assert main(["run", "--", str(script)]) == 126
+    assert "repro-ctx run: error: command not executable" in capsys.readouterr().err
+
+
+def test_a_failed_run_with_no_output_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--", PY, "-c", "raise SystemExit(4)"]) == 1
+    err = capsys.readouterr().err
+    assert "  its stdout was empty\n  its stderr was empty\n" in err
+
+
+def test_a_forgotten_separator_names_the_words_taken_as_files(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "-n", "3", "--compare", "out.pt", PY, "train.py"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err == (
+        f"repro-ctx check: error: no command given: `{PY}` and `train.py` were taken as "
+        f"--compare files; put the command after `--`: repro-ctx check -n 3 --compare out.pt "
+        f"-- {PY} train.py\n"
+    )
+    assert main(["check", "--compare", "out.pt", "train.py"]) == 2
+    assert "`train.py` was taken as --compare files; put the command after `--`: " \
+        "repro-ctx check --compare out.pt -- train.py" in capsys.readouterr().err
+    many = ["check", "--compare", "a.pt", PY, "train.py", "x", "y"]
+    assert main(many) == 2
+    assert f"`{PY}`, `train.py`, `x` and the rest were taken" in capsys.readouterr().err
+    # the file is also an argument of the command: only the command's words move
+    assert main(["check", "--compare", "out.pt", PY, "save.py", "out.pt"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"`{PY}`, `save.py` and `out.pt` were taken as --compare files; put the command after "
+        f"`--`: repro-ctx check --compare out.pt -- {PY} save.py out.pt\n")
+
+
+def test_a_commands_own_options_without_separator_say_where_they_go(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--compare", "out.pt", PY, "train.py", "--epochs", "3"])
+    assert exit_info.value.code == 2
+    assert ("unrecognized arguments: --epochs (the command's own options go after `--`: "
+            "repro-ctx check [options] -- CMD...)") in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # deprecated quantized, experimental complex32
+def test_loaded_outputs_are_compared_key_by_key() -> None:
+    import numpy as np
+
+    from repro_ctx._tensor_outputs import first_difference as tensor_first_difference
+
+    def differ(a: object, b: object) -> str | None:
+        found = tensor_first_difference(a, b, "root")
+        return None if found is None else found.describe("f", "run 2")
+
+    ones = torch.ones(2)
+    assert differ({"a": ones, "b": [1, 2.5, "x", float("nan")]},
+                  {"a": ones.clone(), "b": [1, 2.5, "x", float("nan")]}) is None
+    assert differ({"a": 1, "b": 2}, {"a": 1}) == "  f: root['b'] is only in run 1"
+    assert differ({"a": 1}, {"a": 1, "c": 2}) == "  f: root['c'] is only in run 2"
+    assert differ({"a": 1, "b": 2}, {"b": 2, "a": 1}) == (
+        "  f: root has the same keys in another order in run 2")
+    assert differ([1, 2], [1, 2, 3]) == "  f: root has 2 items in run 1, 3 in run 2"
+    assert differ({"epoch": 3}, {"epoch": 4}) == "  f: root['epoch'] is 3 in run 1, 4 in run 2"
+    assert differ((1,), [1]) == "  f: root is a tuple in run 1, a list in run 2"
+    assert differ(ones, 1.0) == "  f: root is a Tensor in run 1, a float in run 2"
+    assert differ(ones, torch.ones(3)) == (
+        "  f: root has shape (2,) in run 1, (3,) in run 2")
+    assert differ(ones, ones.double()) == (
+        "  f: root has dtype torch.float32 in run 1, torch.float64 in run 2")
+    assert differ("x" * 100, "y") == f"  f: root is '{'x' * 56}... in run 1, 'y' in run 2"
+    # bitwise: -0.0 and 0.0 differ like their bytes do, with no size to the difference
+    zero = differ(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert zero is not None
+    assert "1 of 1 elements differ; the first at root[0]: run 1 0.0, run 2 -0.0" in zero
+    assert "max abs diff 0, max rel diff 0" in zero
+    # NaN against a number: an infinite difference; bfloat16, complex, bool and 0-d tensors
+    nan = differ(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]))
+    assert nan is not None
+    assert "max abs diff inf, max rel diff inf" in nan
+    bf16 = differ(torch.tensor([1.0, 2.0]).bfloat16(), torch.tensor([1.0, 3.0]).bfloat16())
+    assert bf16 is not None
+    assert "differs: shape (2,), torch.bfloat16" in bf16
+    assert "max abs diff 1, max rel diff 0.333" in bf16
+    complex_pair = differ(torch.tensor([1 + 1j]), torch.tensor([1 - 1j]))
+    assert complex_pair is not None
+    assert "max abs diff 2" in complex_pair
+    assert differ(torch.tensor(True), torch.tensor(False)) == (
+        "  f: root differs: shape (), torch.bool\n"
+        "    1 of 1 elements differ; the first at root[]: run 1 True, run 2 False\n"
+        "    max abs diff 1, max rel diff 1  (|a-b| / max(|a|,|b|))")
+    assert differ(torch.zeros(0), torch.zeros(0)) is None
+    sparse = differ(torch.tensor([[0.0, 1.0]]).to_sparse(), torch.tensor([[0.0, 2.0]]).to_sparse())
+    assert sparse is not None
+    assert "root[0, 1]: run 1 1.0, run 2 2.0" in sparse
+    assert differ({"opt": [{"lr": 0.1}, {"lr": 0.2}]}, {"opt": [{"lr": 0.1}, {"lr": 0.3}]}) == (
+        "  f: root['opt'][1]['lr'] is 0.2 in run 1, 0.3 in run 2")
+    quantized = differ(torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.5, 0, torch.qint8),
+                       torch.quantize_per_tensor(torch.tensor([1.0, 3.0]), 0.5, 0, torch.qint8))
+    assert quantized is not None
+    assert "the first at root[1]: run 1 4, run 2 6" in quantized  # the stored integers
+    half_complex = differ(torch.tensor([1 + 1j]).to(torch.complex32),
+                          torch.tensor([1 + 2j]).to(torch.complex32))
+    assert half_complex is not None
+    assert "torch.complex32" in half_complex
+    strings = differ(np.array(["ab", "cd"]), np.array(["ab", "ce"]))
+    assert strings is not None
+    assert "the first at root[1]: run 1 cd, run 2 ce" in strings
+    assert "max abs diff" not in strings
+
+
+def test_equal_tensors_in_different_bytes_are_reported_as_bytes(tmp_path: Path) -> None:
+    import numpy as np
+
+    from repro_ctx._cli import _describe_difference
+
+    values = np.arange(6.0).reshape(2, 3)
+    np.save(tmp_path / "c.npy", values)
+    np.save(tmp_path / "f.npy", np.asfortranarray(values))  # same values, other layout on disk
+    text = _describe_difference(Output.from_file("out.npy", str(tmp_path / "c.npy")),
+                                Output.from_file("out.npy", str(tmp_path / "f.npy")), "run 2")
+    assert text.startswith("  out.npy: first difference at line 1")
+    assert text.endswith("(read as tensors the contents are equal: the bytes differ outside "
+                         "the tensor data)")
+
+
+def test_safetensors_are_read_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repro_ctx._tensor_outputs import NotTensors, tensor_difference
+
+    files = {"a": {"w": torch.ones(2)}, "b": {"w": torch.tensor([1.0, 5.0])}}
+    monkeypatch.setitem(sys.modules, "safetensors.torch",
+                        SimpleNamespace(load_file=lambda path, device: files[path]))
+    found = tensor_difference("a", "b", "model.safetensors")
+    assert found is not None
+    assert found.path == "tensors['w']"
+    assert found.index == (1,)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(NotTensors, match=r"install safetensors to compare \.safetensors files"):
+        tensor_difference("a", "b", "model.safetensors")

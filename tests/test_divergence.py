@@ -58,7 +58,8 @@ class Noisy(torch.nn.Module):
     """Adds noise from the OS: unseeded entropy that no scope can make repeatable."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = torch.tensor(list(os.urandom(x.numel())), dtype=torch.float32).reshape(x.shape)
+        data = list(os.urandom(x.numel()))
+        noise = torch.tensor(data, dtype=torch.float32).reshape(x.shape)  # ENTROPY
         return x + noise * 1e-3  # NOISY
 
 
@@ -150,6 +151,55 @@ def test_os_entropy_is_pinpointed_to_its_op_and_line() -> None:
     assert "Sequential.2 (Noisy)" in text
     assert "DIFFERENT bytes" in text
     assert "use_deterministic_algorithms" in text
+
+
+def test_only_hashed_ops_are_shown_equal() -> None:
+    report = find_divergence(noisy_step)
+    assert report.index is not None
+    before = report.stream_a[: report.index]
+    compared = [op for op in before if op.compared]
+    unseen = [op for op in before if not op.compared]
+    # the noise enters through lift_fresh and a view, neither of which is hashed
+    assert [op.name for op in unseen[-2:]] == ["aten.lift_fresh.default", "aten.view.default"]
+    assert report.detail == (
+        f"op #{report.index} aten.mul.Tensor gave different bytes ({len(compared)} ops before "
+        f"it matched; {len(unseen)} ops before it gave views or uninitialised memory and were "
+        "not compared)"
+    )
+    rows = {line.lstrip("> ").split()[0]: line for line in str(report).splitlines()[-5:]}
+    for op in report.stream_a[report.index - 2 : report.index + 1]:
+        expected = ("DIFFERENT bytes" if op.index == report.index
+                    else "equal" if op.compared else "not compared")
+        assert rows[str(op.index)].endswith(expected)
+    assert rows[str(report.index - 2)].endswith("not compared")  # lift_fresh: never "equal"
+    # the plot draws the same three classes
+    equal, unknown, differ = report.op_classes()
+    assert [i for i in equal if i < report.index] == [op.index for op in compared]
+    assert [i for i in unknown if i < report.index] == [op.index for op in unseen]
+    assert differ[0] == report.index
+    assert len(equal) + len(unknown) + len(differ) == len(report.stream_a)
+
+
+@pytest.mark.parametrize(
+    ("digests", "expected"),
+    [((), "it is the first op"),
+     (("a",), "1 op before it matched"),
+     ((None,), "nothing before it was compared: 1 op before it gave views or uninitialised "
+               "memory and was not compared"),
+     (("a", None, None), "1 op before it matched; 2 ops before it gave views or "
+                         "uninitialised memory and were not compared")],
+)
+def test_the_headline_says_what_was_compared(
+    digests: tuple[str | None, ...], expected: str
+) -> None:
+    def op(index: int, digest: str | None) -> OpRecord:
+        return OpRecord(index, "aten.x", "forward", "", "", 0, "",
+                        (OutputRecord((1,), "f", digest, None),))
+
+    before = [op(i, digest) for i, digest in enumerate(digests)]
+    report = DivergenceReport("values", len(before), ("a", "b"),
+                              (*before, op(len(before), "x")), (*before, op(len(before), "y")))
+    assert report.detail.endswith(f"({expected})")
 
 
 def test_deterministic_training_step_matches() -> None:
@@ -709,14 +759,16 @@ def test_compare_same_name_in_two_folders_and_agreeing_samples(tmp_path: Path) -
     [
         ("not json", "Expecting value"),
         ("[1, 2]", "no repro_ctx op stream header"),
-        ('{"format": "repro_ctx op stream", "version": 2, "flags": {}, "ops": []}',
-         "format version 2"),
+        ('{"format": "repro_ctx op stream", "version": 3, "flags": {}, "ops": []}',
+         "format version 3, this repro_ctx reads 1 and 2"),
         ('{"format": "repro_ctx op stream", "version": 1, "ops": []}', "no flags"),
         ('{"format": "repro_ctx op stream", "version": 1, "flags": {}}', "ops"),
         ('{"format": "repro_ctx op stream", "version": 1, "flags": {}, "ops": {}}',
          "ops must be a list"),
         ('{"format": "repro_ctx op stream", "version": 1, "flags": {}, "ops": [[1, 2]]}',
          "not enough values"),
+        ('{"format": "repro_ctx op stream", "version": 2, "flags": {}, '
+         '"ops": [["a", "forward", "", "", 0, "", []]]}', "not enough values"),
         ('{"format": "repro_ctx op stream", "version": 1, "flags": {}, '
          '"ops": [["a", "sideways", "", "", 0, "", []]]}', "phase 'sideways'"),
     ],

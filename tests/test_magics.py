@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from repro_ctx import deterministic
+from repro_ctx._hints import ALGORITHMS_NOTE
+from repro_ctx._magics import without_comment
 from tests.state import draws, full_state
 
 IPython = pytest.importorskip("IPython")
@@ -165,6 +167,30 @@ def test_an_error_in_the_cell_propagates_and_everything_is_restored(shell: Any) 
     assert isinstance(result.error_in_exec, ZeroDivisionError)
     assert not result.success
     assert full_state() == before
+
+
+def test_a_magic_line_may_end_in_a_comment(shell: Any) -> None:
+    cell = "%%deterministic --seed 3   # comment, as in the README\nimport random\nrandom.random()"
+    assert run(shell, cell).result == random.Random(3).random()
+    only_comment = "%%deterministic # only a comment\nimport random\nrandom.random()"
+    assert run(shell, only_comment).result == random.Random(0).random()
+    assert run(shell, "%%deterministic --warn#tight\nimport torch\n"
+                      "torch.is_deterministic_algorithms_warn_only_enabled()").result is True
+    # a '#' inside quotes is not a comment; an unclosed quote is a usage error
+    assert without_comment("--seed '3#4'") == "--seed '3#4'"
+    result = shell.run_cell("%%deterministic --seed '3\n1")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "No closing quotation in \"--seed '3\"" in str(result.error_in_exec)
+
+
+def test_an_op_without_a_deterministic_implementation_gets_the_note(shell: Any) -> None:
+    put = "import torch\ntorch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))"
+    result = shell.run_cell(f"%%deterministic\n{put}")
+    assert isinstance(result.error_in_exec, RuntimeError)
+    assert result.error_in_exec.__notes__ == [ALGORITHMS_NOTE]
+    assert "%%deterministic --warn" in ALGORITHMS_NOTE
+    with pytest.warns(UserWarning, match="put_"):
+        assert run(shell, f"%%deterministic --warn\n{put}").success
 
 
 def test_cell_values_and_ipython_syntax(shell: Any) -> None:

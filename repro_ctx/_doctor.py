@@ -52,14 +52,14 @@ class Covered:
 
 def _read(source: Source) -> tuple[dict[str, object], bool] | None:
     """A source's settings as it describes them; ``None`` for a source that holds a state."""
+    variables = getattr(source, "variables", None)
+    if isinstance(variables, (tuple, list)):
+        return {str(name): os.environ.get(str(name)) for name in variables}, True
     describe = getattr(source, "describe", None)
     if describe is not None:
         described = describe()
         if isinstance(described, Mapping):
             return {str(key): value for key, value in described.items()}, False
-    variables = getattr(source, "variables", None)
-    if isinstance(variables, (tuple, list)):
-        return {str(name): os.environ.get(str(name)) for name in variables}, True
     return None
 
 

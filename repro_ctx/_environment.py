@@ -60,7 +60,8 @@ SCOPED_VARIABLES: Final = (
 )
 """Every variable a scope captures and restores, in snapshot order."""
 
-_NAMES: Final = tuple(variable.name for variable in SCOPED_VARIABLES)
+SCOPED_NAMES: Final = tuple(variable.name for variable in SCOPED_VARIABLES)
+_NAMES: Final = SCOPED_NAMES
 _CUBLAS: Final = _NAMES.index("CUBLAS_WORKSPACE_CONFIG")
 _HASH_SEED: Final = _NAMES.index("PYTHONHASHSEED")
 

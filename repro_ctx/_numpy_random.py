@@ -109,13 +109,6 @@ class NumPyGlobalSource:
             raise
         return current
 
-    def describe(self) -> dict[str, object]:
-        bit_generator = access.global_bit_generator()
-        return {"bit generator": type(bit_generator).__name__,
-                "seeded as": "np.random.seed(seed)"
-                if isinstance(bit_generator, np.random.MT19937)
-                else f"{type(bit_generator).__name__}(seed)"}
-
     # -- plain data ------------------------------------------------------------
 
     def to_plain(self, snapshot: object) -> Plain:

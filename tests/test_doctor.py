@@ -40,6 +40,7 @@ from repro_ctx._doctor import (
     doctor_report,
     verdict,
 )
+from repro_ctx._environment import SCOPED_NAMES
 from repro_ctx._seed import ENV_SEED_VARIABLE, hash_seed
 from repro_ctx._source import Plan
 from repro_ctx._sources import describe_sources
@@ -77,7 +78,7 @@ def normalised(text: str) -> str:
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
-    for name in ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", ENV_SEED_VARIABLE):
+    for name in (*SCOPED_NAMES, ENV_SEED_VARIABLE):
         if name not in extra:
             env.pop(name, None)
     return env
@@ -335,7 +336,8 @@ def test_doctor_json_has_a_versioned_schema() -> None:
     assert scope["sources"]["environment"] == {
         "kind": "variables",
         "settings": {"CUBLAS_WORKSPACE_CONFIG": {"now": None, "in_scope": ":4096:8"},
-                     "PYTHONHASHSEED": {"now": "0", "in_scope": hash_seed(0)}},
+                     "PYTHONHASHSEED": {"now": "0", "in_scope": hash_seed(0)},
+                     **{name: {"now": None, "in_scope": None} for name in SCOPED_NAMES[2:]}},
     }
     assert scope["sources"]["torch flags"]["kind"] == "settings"
     assert scope["sources"]["torch flags"]["settings"][

@@ -246,7 +246,8 @@ class RNGState:
     def _plan_restore(
         self, flags: bool | None
     ) -> tuple[list[tuple[Source, object]], list[str]]:
-        from ._state_dict import FLAG_KINDS, MACHINE_KINDS, check_local_device, codec_for
+        from ._accelerators import check_local_device
+        from ._state_dict import FLAG_KINDS, MACHINE_KINDS, codec_for
 
         def restored(kind: str, loaded: bool) -> bool:
             if kind in MACHINE_KINDS:

@@ -53,6 +53,25 @@ def _build() -> tuple[Source, ...]:
     return tuple(sources)
 
 
+def builtin_source_types() -> tuple[type, ...]:
+    """Every built-in source class, whether or not it runs in this process.
+
+    A state saved where one ran (CUDA) is still checked and diffed where it
+    does not: each class's ``check`` and ``items`` read only the data.
+    """
+    from ._accelerators import LazyDeviceSource, MPSSource
+    from ._environment import EnvironmentSource
+    from ._flags import FlagsSource
+    from ._numpy_random import NumPyGlobalSource
+    from ._python_random import PythonRandomSource
+    from ._registry import RegistrySource
+    from ._tf32 import TF32Source
+    from ._torch_random import TorchCPUSource
+
+    return (EnvironmentSource, FlagsSource, TF32Source, PythonRandomSource, NumPyGlobalSource,
+            TorchCPUSource, LazyDeviceSource, MPSSource, RegistrySource)
+
+
 def describe_sources() -> dict[str, object]:
     """What each source covers here, for ``repro-ctx`` and diagnostics."""
     out: dict[str, object] = {}

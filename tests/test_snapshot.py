@@ -30,9 +30,9 @@ from repro_ctx import (
     registered,
     unregister,
 )
+from repro_ctx._numpy_state import listed as numpy_plain
 from repro_ctx._snapshot import StateMismatchError
 from repro_ctx._sources import default_sources
-from repro_ctx._numpy_state import listed as numpy_plain
 from tests import resume_training
 from tests.state import draws, env_state, flag_state, full_state, rng_state, scramble
 

@@ -5,6 +5,8 @@ from ._divergence import compare, find_divergence, record
 from ._divergence_report import DivergenceReport, OpRecord
 from ._magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
 from ._magics import unload_ipython_extension as unload_ipython_extension
+from ._plugin_registry import register_source, unregister_source
+from ._plugin_source import Source, SourcePluginWarning
 from ._registry import register, registered, unregister
 from ._reproducible import reproducible
 from ._scope import ScopeOrderWarning, ScopeWaitWarning
@@ -18,6 +20,8 @@ __all__ = [
     "RNGState",
     "ScopeOrderWarning",
     "ScopeWaitWarning",
+    "Source",
+    "SourcePluginWarning",
     "capture",
     "compare",
     "dataloader_kwargs",
@@ -26,8 +30,10 @@ __all__ = [
     "find_divergence",
     "record",
     "register",
+    "register_source",
     "registered",
     "reproducible",
     "seed_worker",
     "unregister",
+    "unregister_source",
 ]

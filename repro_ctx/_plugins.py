@@ -5,7 +5,7 @@ plugin's name through ``SeedSequence`` (a spawn-key namespace of its own), so
 two plugins, or a plugin and a registered generator, never share a stream,
 and each DataLoader worker's plugin streams differ as its other streams do.
 
-Every call into the plugin is guarded. An exception becomes a
+Every call into the plugin is guarded. Its first exception becomes a
 ``SourcePluginWarning`` naming the plugin and the error; the plugin is
 dropped from later scopes (``_plugin_registry.drop``); what it changed is
 rolled back where that is possible (a failed seeding restores the snapshot
@@ -149,8 +149,11 @@ class PluginSource:
         return ""
 
     def _fail(self, where: str, exc: Exception, more: str = "") -> None:
+        """Drop the plugin and warn, once: the scopes still open keep calling it."""
         from ._plugin_registry import drop
 
+        if self.failure is not None:
+            return
         self.failure = f"{where} raised {type(exc).__name__}: {exc}{more}"
         drop(self)
         warnings.warn(

@@ -749,3 +749,16 @@ def test_a_describe_that_raises_is_reported_not_raised() -> None:
 
     register_source(BadDescribe())
     assert describe_sources()["toy"]["describe"] == "raised KeyError: 'x'"  # type: ignore[index]
+
+
+def test_divergence_reports_list_torch_flags_not_plugin_details() -> None:
+    from repro_ctx._op_recorder import flags_in_effect
+
+    class Described(Toy):
+        def describe(self) -> dict[str, object]:
+            return {"backend": "pure Python"}
+
+    register_source(Described())
+    flags = flags_in_effect()
+    assert "torch.get_float32_matmul_precision" in flags
+    assert not {"from", "type", "state_dict", "backend"} & set(flags)

@@ -18,7 +18,7 @@ from typing import Final
 
 from . import _sources
 from ._plugin_source import Source, SourcePluginWarning
-from ._plugins import PluginSource, adapt
+from ._plugins import PluginSource, adapt, user_stacklevel
 
 ENTRY_POINT_GROUP: Final = "repro_ctx.sources"
 
@@ -133,7 +133,7 @@ def load_entry_points() -> None:
             f"repro_ctx could not load the source plugin of {origin}: "
             f"{_load_failures[origin]}. Scopes go on without it.",
             SourcePluginWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
 
 

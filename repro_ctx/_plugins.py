@@ -17,6 +17,8 @@ plugin and still restore what they captured.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import warnings
 from functools import lru_cache
 from typing import Any, Final
@@ -38,6 +40,19 @@ _ACCEPTED: Final = (
     "a source: an object with a name (str) and capture(), seed(seed) and restore(snapshot) "
     "methods, optionally to_plain(snapshot) and from_plain(data) (see repro_ctx.Source)"
 )
+
+
+_PACKAGE: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` for a warning issued by the caller: the first frame outside repro_ctx."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 @lru_cache(maxsize=256)
@@ -161,7 +176,7 @@ class PluginSource:
             "It is left out of every later scope; the other sources are not affected "
             "(fix the plugin and register it again).",
             SourcePluginWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
     def same(self, a: object, b: object) -> bool:
@@ -214,7 +229,7 @@ class PluginSource:
                 f"repro_ctx source plugin {self.name!r} ({self.origin}): {why}. "
                 "The state_dict and fingerprint leave it out.",
                 SourcePluginWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             raise LeftOut(why) from None
 

@@ -762,3 +762,12 @@ def test_divergence_reports_list_torch_flags_not_plugin_details() -> None:
     flags = flags_in_effect()
     assert "torch.get_float32_matmul_precision" in flags
     assert not {"from", "type", "state_dict", "backend"} & set(flags)
+
+
+def test_the_warning_points_at_the_code_that_entered_the_scope() -> None:
+    register_source(_Breaks("capture"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with deterministic(0):
+            pass
+    assert [w.filename for w in caught if w.category is SourcePluginWarning] == [__file__]

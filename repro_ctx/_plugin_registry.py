@@ -107,8 +107,6 @@ def load_entry_points() -> None:
     has been tried: one broken plugin keeps no other from loading.
     """
     global _entry_points_loaded
-    if _entry_points_loaded:
-        return
     with _sources.lock:
         if _entry_points_loaded:
             return

@@ -86,8 +86,6 @@ class PluginSnapshot:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
         if not isinstance(other, PluginSnapshot):
             return NotImplemented
         if self.source is None or other.source is not self.source:

@@ -230,15 +230,13 @@ def codec_named(kind: str, sources: Iterable[object]) -> Codec:
             continue
         if codec.kind == kind:
             return codec
-    # no such source here: its codec still checks the data and names its parts
+    # no such source here (the environment and flags sources always run): its
+    # codec still checks the data and names its parts
     from ._sources import builtin_source_types
 
     for source_type in builtin_source_types():
         if getattr(source_type, "kind", None) == kind:
             return OfflineCodec(source_type)
-    for _source_type, codec_type in _TABLE:
-        if codec_type.kind == kind:
-            return codec_type(None)  # type: ignore[return-value]
     return UnknownCodec(kind)
 
 

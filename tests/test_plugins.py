@@ -771,3 +771,67 @@ def test_the_warning_points_at_the_code_that_entered_the_scope() -> None:
         with deterministic(0):
             pass
     assert [w.filename for w in caught if w.category is SourcePluginWarning] == [__file__]
+
+
+def test_plugin_snapshots_compare_only_within_their_source() -> None:
+    first, second = Toy("first"), Toy("second")
+    register_source(first)
+    register_source(second)
+    a, b = (source.capture() for source in default_sources()[-2:])
+    assert a != b  # equal states, but not the same source's
+    assert a != first.rng.getstate()
+    assert "'first'" in repr(a)
+    assert "'second'" in repr(default_sources()[-1])
+
+
+class _CaptureFails(PlainToy):
+    def capture(self) -> object:
+        raise OSError("no state")
+
+
+def test_a_failed_capture_is_left_out_of_the_state_dict() -> None:
+    register_source(_CaptureFails())
+    with plugin_warnings():
+        state = capture()
+    assert "toy" not in state.state_dict()["sources"]
+    assert state.diff(state) == ["toy: not compared (its capture failed)"]
+
+
+class _ToPlainRaises(PlainToy):
+    def to_plain(self, snapshot: Any) -> object:
+        raise KeyError("version")
+
+
+def test_to_plain_that_raises_warns_and_leak_checks_still_compare() -> None:
+    register_source(_ToPlainRaises())
+    with plugin_warnings() as messages:
+        data = capture().state_dict()
+    assert "toy" not in data["sources"]
+    assert messages == [
+        "repro_ctx source plugin 'toy' (register_source()): to_plain raised KeyError: "
+        "'version'. The state_dict and fingerprint leave it out."]
+    sources = default_sources()
+    before = leak_capture(sources)
+    assert changes(sources, before, leak_capture(sources)) == []  # == still compares
+
+
+class _Incomparable(_OpaqueToy):
+    def to_plain(self, snapshot: Any) -> object:
+        raise KeyError("version")
+
+
+def test_snapshots_that_cannot_be_compared_count_as_changed() -> None:
+    register_source(_Incomparable())
+    sources = default_sources()
+    before = leak_capture(sources)
+    assert [change.what for change in changes(sources, before, leak_capture(sources))] == [
+        "toy"]
+
+
+def test_a_plugin_unregistered_inside_a_scope_that_then_fails_is_not_reported_dropped() -> None:
+    broken = _Breaks("restore")
+    register_source(broken)
+    with plugin_warnings() as messages, deterministic(0):
+        unregister_source(broken)
+    assert len(messages) == 1
+    assert "breaks" not in registry.plugin_report()

@@ -12,8 +12,9 @@ Contenders (all seed 0, all on CPU):
 * the bare public-API copy, seed and restore of random, NumPy's global state
   and torch's CPU generator (``getstate``/``seed``/``setstate`` and friends).
 
-Then the cost per registered NumPy Generator, what a new seed on every call
-costs over a repeated one (``@reproducible(seed=lambda self, idx: idx)``, the
+Then the cost per registered NumPy Generator, what one source plugin costs
+against registering the same ``random.Random`` as a generator, what a new
+seed on every call costs over a repeated one (``@reproducible(seed=lambda self, idx: idx)``, the
 per-sample use), and where the time of one scope goes, source by source.
 
 Every state goes through the owning library's public API (NumPy's
@@ -38,7 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import environment_note, per_call_medians, print_table
 
-from repro_ctx import deterministic, register, reproducible, unregister
+from repro_ctx import (
+    deterministic,
+    register,
+    register_source,
+    reproducible,
+    unregister,
+    unregister_source,
+)
 from repro_ctx._scope import close_scope, open_scope
 
 
@@ -116,6 +124,65 @@ def cost_per_registered_generator() -> None:
     print(f"  slope: {slope * 1e6:.2f} us per registered generator")
 
 
+class _RandomSource:
+    """A source plugin over one ``random.Random``: what a library's module-level RNG is."""
+
+    name = "bench.random"
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def capture(self) -> object:
+        return self.rng.getstate()
+
+    def seed(self, seed: int) -> None:
+        self.rng.seed(seed)
+
+    def restore(self, snapshot: object) -> None:
+        self.rng.setstate(snapshot)  # type: ignore[arg-type]
+
+
+def cost_of_a_source_plugin(calls: int = 300, rounds: int = 15) -> None:
+    """One source plugin against the same ``random.Random`` registered as a generator.
+
+    Registration is process-wide, so the three set-ups take turns round by
+    round (interleaved, as ``_timing`` does for contenders).
+    """
+    scope = deterministic(seed=0)
+    rng = random.Random(0)
+    plugin = _RandomSource(rng)
+    setups = {
+        "nothing registered": (lambda: None, lambda: None),
+        "random.Random via register()": (lambda: register(rng), lambda: unregister(rng)),
+        "random.Random via register_source()": (lambda: register_source(plugin),
+                                                lambda: unregister_source(plugin)),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(rounds):
+        for name, (setup, teardown) in setups.items():
+            setup()
+            for _ in range(20):  # warm: the first entry after a change recomposes the set
+                with scope:
+                    pass
+            start = time.perf_counter()
+            for _ in range(calls):
+                with scope:
+                    pass
+            samples[name].append((time.perf_counter() - start) / calls)
+            teardown()
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print("\none source plugin against one registered generator (median per scope)")
+    base = medians["nothing registered"]
+    for name, value in medians.items():
+        print(f"  {value * 1e6:9.2f} us  {name}  (+{(value - base) * 1e6:.2f} us)")
+    generator = medians["random.Random via register()"] - base
+    source = medians["random.Random via register_source()"] - base
+    if generator > 0:
+        print(f"  a plugin adds {source / generator:.2f}x what a registered generator adds "
+              "(same getstate/setstate; the plugin seeds through random.seed, the "
+              "generator copies in a cached seeded state)")
+
+
 def cost_of_a_new_seed() -> None:
     """A per-sample seed (a new one on every call) against the same seed on every call."""
     counter = iter(range(2**62))
@@ -185,6 +252,7 @@ def main() -> None:
     print(environment_note())
     compare_with_peers()
     cost_per_registered_generator()
+    cost_of_a_source_plugin()
     cost_of_a_new_seed()
     profile_sources()
 

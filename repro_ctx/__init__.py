@@ -7,6 +7,8 @@ from ._lazy import package_dir as __dir__  # noqa: F401
 from ._lazy import package_getattr as __getattr__  # noqa: F401  # repro_ctx.distributed
 from ._magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
 from ._magics import unload_ipython_extension as unload_ipython_extension
+from ._plugin_registry import register_source, unregister_source
+from ._plugin_source import Source, SourcePluginWarning
 from ._registry import register, registered, unregister
 from ._reproducible import reproducible
 from ._scope import ScopeOrderWarning, ScopeWaitWarning
@@ -20,6 +22,8 @@ __all__ = [
     "RNGState",
     "ScopeOrderWarning",
     "ScopeWaitWarning",
+    "Source",
+    "SourcePluginWarning",
     "capture",
     "compare",
     "dataloader_kwargs",
@@ -28,8 +32,10 @@ __all__ = [
     "find_divergence",
     "record",
     "register",
+    "register_source",
     "registered",
     "reproducible",
     "seed_worker",
     "unregister",
+    "unregister_source",
 ]

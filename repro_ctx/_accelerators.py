@@ -20,9 +20,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._plain import Malformed, Plain, Resolved, byte_tensor, check_plain, expect, field
 from ._source import Plan, swap_by_restore
+from ._torch_random import TensorStatePlain, state_size_mismatch
 
 _UNUSABLE: Final = "unusable"
+_STATUSES: Final = ("initialised", "uninitialised", "unusable")
 
 
 def _tracker_base(torch: Any) -> type:
@@ -47,6 +50,8 @@ class Initialised:
 
 class LazyDeviceSource:
     """``torch.cuda`` or ``torch.xpu`` generators, one per device."""
+
+    kind = "lazy-device"
 
     def __init__(self, torch: Any, module: Any, name: str) -> None:
         self.name = name
@@ -128,6 +133,70 @@ class LazyDeviceSource:
             "in bad fork": bool(module._is_in_bad_fork()),
         }
 
+    # -- plain data: one state per device once initialised, else only the status --
+    # An uninitialised device has no state yet (its queued seeds are not RNG
+    # state), and a device unusable in a forked child has none to read.
+
+    def to_plain(self, snapshot: object) -> Plain:
+        if isinstance(snapshot, Initialised):
+            return {"status": "initialised", "states": [s.clone() for s in snapshot.states]}
+        if isinstance(snapshot, Pending):
+            return {"status": "uninitialised", "states": []}
+        return {"status": "unusable", "states": []}
+
+    @staticmethod
+    def check(data: object) -> Plain:
+        out = check_plain(data, "device")
+        status = field(out, "status", "device")
+        if status not in _STATUSES:
+            raise Malformed(f"device.status must be one of {_STATUSES}, got {status!r}")
+        states = expect(field(out, "states", "device"), list, "device.states", "a list")
+        for i, state in enumerate(states):
+            byte_tensor(state, f"device.states[{i}]")
+        if (status == "initialised") != bool(states):
+            raise Malformed("device.states: an initialised device has states, others have none")
+        return out
+
+    def resolve(self, data: Plain) -> Resolved:
+        live = self.capture()
+        if data["status"] != "initialised":
+            if isinstance(live, Initialised):
+                return Resolved(None, (f"captured while {data['status']}; it is initialised "
+                                       "here, so its state would not be reproduced",))
+            return Resolved(None)
+        states: list[Any] = data["states"]
+        if isinstance(live, Pending):
+            return Resolved(None, (f"not initialised in this process; initialise it first "
+                                   f"to restore its {len(states)} device state(s)",))
+        if not isinstance(live, Initialised):
+            return Resolved(None, ("unusable in this process (a forked child of a process "
+                                   "that had initialised it)",))
+        if len(live.states) != len(states):
+            return Resolved(None, (f"{len(states)} device(s) captured, "
+                                   f"{len(live.states)} here",))
+        problems = [f"device {i}: {problem}"
+                    for i, (state, now) in enumerate(zip(states, live.states, strict=True))
+                    if (problem := state_size_mismatch(state, now)) is not None]
+        if problems:
+            return Resolved(None, tuple(problems))
+        return Resolved(Initialised(tuple(state.clone() for state in states)))
+
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
+        out: dict[str, Plain] = {"status": data["status"]}
+        for i, state in enumerate(data["states"]):
+            out[f"device {i}"] = state
+        return out
+
+
+def check_local_device(source: object, snapshot: object) -> tuple[str, ...]:
+    """An in-process device snapshot that ``restore`` would silently not apply."""
+    if (isinstance(snapshot, Initialised) and isinstance(source, LazyDeviceSource)
+            and not isinstance(source.capture(), Initialised)):
+        return ("unusable in this process (a forked child of a process that had "
+                "initialised it)",)
+    return ()
+
 
 def _drop_rng_calls_since(queued: list[Any], start: int) -> None:
     """Remove RNG calls (``torch.<device>.random``) queued at or after ``start``."""
@@ -184,7 +253,7 @@ def _make_scope_tracker(base: type) -> type:
     return ScopeSeedTracker
 
 
-class MPSSource:
+class MPSSource(TensorStatePlain):
     """Apple's MPS generator: eager, one device."""
 
     name = "torch (mps)"

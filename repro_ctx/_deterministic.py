@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import _sources as default_set
 from ._generators import GeneratorsSource, check_generators
 from ._scope import Activation, close_scope, open_scope
 from ._seed import PASSED_GENERATORS_KEY, check_seed, current_rank, rank_seed
 from ._source import Algorithms, Plan, Source
-from ._sources import default_sources
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
@@ -93,7 +93,7 @@ class deterministic:
     same thing there; ``@reproducible`` also takes a per-call seed function.
     """
 
-    __slots__ = ("__weakref__", "_generators", "_per_rank", "_plan", "_sources")
+    __slots__ = ("__weakref__", "_defaults", "_generators", "_per_rank", "_plan", "_sources")
 
     def __init__(
         self,
@@ -112,6 +112,8 @@ class deterministic:
             raise TypeError(f"per_rank must be True or False, got {per_rank!r}")
         self._per_rank = per_rank
         self._sources: tuple[Source, ...] | None = None
+        self._defaults: tuple[Source, ...] | None = None
+        """The default set ``_sources`` was built from: a registration replaces it."""
 
     @property
     def plan(self) -> Plan:
@@ -128,11 +130,13 @@ class deterministic:
 
     def sources(self) -> tuple[Source, ...]:
         """Every source this scope captures, in capture order."""
-        if self._sources is None:
+        defaults = default_set.default_sources()
+        if self._sources is None or self._defaults is not defaults:
             extra: tuple[Source, ...] = ()
             if self._generators:
                 extra = (GeneratorsSource(self._generators, PASSED_GENERATORS_KEY),)
-            self._sources = default_sources() + extra
+            self._sources = defaults + extra
+            self._defaults = defaults
         return self._sources
 
     @property
@@ -149,7 +153,9 @@ class deterministic:
     def start(self) -> Activation:
         """Open a scope; pair with ``stop``. The faces below are built on these."""
         plan = self.effective_plan() if self._per_rank else self._plan
-        sources = self._sources if self._sources is not None else self.sources()
+        sources = self._sources
+        if sources is None or self._defaults is not default_set._default:  # a registration
+            sources = self.sources()
         activation = open_scope(self, plan, sources)
         _entered.set((*_entered.get(), activation))
         return activation

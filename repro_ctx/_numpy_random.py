@@ -115,7 +115,8 @@ class NumPyGlobalSource:
         assert isinstance(snapshot, GlobalSnapshot)
         return access.listed(snapshot.state)
 
-    def check(self, data: object) -> Plain:
+    @staticmethod
+    def check(data: object) -> Plain:
         return check_legacy(data, "numpy.random")
 
     def resolve(self, data: Plain) -> Resolved:
@@ -128,5 +129,6 @@ class NumPyGlobalSource:
                 f"np.random.{data['bit_generator']}()) first to restore it",))
         return Resolved(GlobalSnapshot(bit_generator, data))
 
-    def items(self, data: Plain) -> dict[str, Plain]:
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
         return {"": data}

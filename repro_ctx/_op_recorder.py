@@ -468,12 +468,15 @@ _MODE: type | None = None
 
 def flags_in_effect() -> dict[str, str]:
     """Every torch determinism and precision flag now, as ``describe_sources`` reports it."""
-    from ._sources import describe_sources
+    from ._plugins import PluginSource
+    from ._sources import default_sources
 
     flags: dict[str, str] = {}
-    for detail in describe_sources().values():
-        if isinstance(detail, dict):
-            flags.update((str(key), repr(value)) for key, value in detail.items())
+    for source in default_sources():
+        describe = getattr(source, "describe", None)
+        if describe is None or isinstance(source, PluginSource):  # another library's state
+            continue
+        flags.update((str(key), repr(value)) for key, value in describe().items())
     flags["CUBLAS_WORKSPACE_CONFIG"] = repr(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
     return flags
 

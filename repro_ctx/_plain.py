@@ -27,6 +27,12 @@ class Malformed(ValueError):
     """Loaded data that no codec can read: raised by ``check``."""
 
 
+class LeftOut(Exception):
+    """Raised by ``to_plain`` for a snapshot that has no plain form (a source plugin
+    without ``to_plain``, or one whose ``to_plain`` failed): ``state_dict()`` and
+    ``fingerprint()`` leave the source out, and ``diff()`` names it with this reason."""
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """What restoring one source's loaded data means in this process."""

@@ -77,12 +77,14 @@ class PythonRandomSource:
         assert isinstance(snapshot, tuple)
         return random_plain(snapshot)
 
-    def check(self, data: object) -> Plain:
+    @staticmethod
+    def check(data: object) -> Plain:
         return check_random(data, "random")
 
     def resolve(self, data: Plain) -> Resolved:
         return Resolved(random_state(data))
 
-    def items(self, data: Plain) -> dict[str, Plain]:
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
         return {"": data}
 

@@ -20,7 +20,8 @@ import weakref
 from typing import Any
 
 from ._fork import renew_after_fork
-from ._generators import Adapter, adapter_for
+from ._generators import Adapter, adapter_for, adapter_named
+from ._plain import Malformed, Plain, Resolved, check_plain, expect, field
 from ._seed import REGISTERED_GENERATORS_KEY
 from ._source import Plan, swap_by_restore
 
@@ -122,10 +123,20 @@ def registered() -> list[object]:
         return [obj for obj in (entry.get() for entry in _entries.values()) if obj is not None]
 
 
+def _describe(entry: Plain) -> str:
+    return f"{entry['kind']}({entry['type']})"
+
+
 class RegistrySource:
-    """Every registered generator; the snapshot holds the objects it captured."""
+    """Every registered generator; the snapshot holds the objects it captured.
+
+    Its plain form lists the generators in registration order, each with its
+    kind and type; on load they are matched to the generators registered
+    here by position, and must agree in kind and type.
+    """
 
     name = "registered generators"
+    kind = "registry"
 
     def capture(self) -> tuple[tuple[object, _Entry, object], ...]:
         if not _entries:
@@ -161,3 +172,60 @@ class RegistrySource:
         if not snapshot and not _entries:  # nothing registered, then or now
             return ()
         return swap_by_restore(self, snapshot)
+
+    # -- plain data -------------------------------------------------------------
+
+    def to_plain(self, snapshot: object) -> Plain:
+        assert isinstance(snapshot, tuple)
+        out = []
+        for obj, entry, state in snapshot:
+            adapter, info = entry.adapter, entry.info
+            out.append({"kind": adapter.kind, "type": adapter.type_name(obj, info),
+                        "state": adapter.to_plain(obj, info, state)})
+        return {"generators": out}
+
+    @staticmethod
+    def check(data: object) -> Plain:
+        out = check_plain(data, "registered generators")
+        entries = expect(field(out, "generators", "registered generators"), list,
+                         "registered generators.generators", "a list")
+        for i, entry in enumerate(entries):
+            where = f"registered generators[{i}]"
+            kind = field(entry, "kind", where)
+            adapter = adapter_named(kind) if isinstance(kind, str) else None
+            if adapter is None:
+                raise Malformed(f"{where}.kind must be a generator kind repro_ctx knows, "
+                                f"got {kind!r}")
+            expect(field(entry, "type", where), str, f"{where}.type", "a str")
+            adapter.check(field(entry, "state", where), f"{where}.state")
+        return out
+
+    def resolve(self, data: Plain) -> Resolved:
+        live = self.capture()
+        loaded: list[Plain] = data["generators"]
+        restore: list[tuple[object, _Entry, object]] = []
+        mismatches: list[str] = []
+        for i, (obj, entry, _state) in enumerate(live[: len(loaded)]):
+            saved = loaded[i]
+            adapter, info = entry.adapter, entry.info
+            here = {"kind": adapter.kind, "type": adapter.type_name(obj, info)}
+            if (saved["kind"], saved["type"]) != (here["kind"], here["type"]):
+                mismatches.append(f"#{i}: captured {_describe(saved)}, registered here "
+                                  f"{_describe(here)}")
+                continue
+            try:
+                state = adapter.from_plain(obj, info, saved["state"])
+            except Malformed as exc:
+                mismatches.append(f"#{i} {_describe(saved)}: {exc}")
+                continue
+            restore.append((obj, entry, state))
+        mismatches += [f"#{i} {_describe(saved)} is not registered here"
+                       for i, saved in enumerate(loaded[len(live):], start=len(live))]
+        mismatches += [f"#{i} {entry.adapter.kind} registered here was not captured"
+                       for i, (_obj, entry, _state) in enumerate(live[len(loaded):],
+                                                                 start=len(loaded))]
+        return Resolved(tuple(restore), tuple(mismatches))
+
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
+        return {f"#{i} {_describe(entry)}": entry for i, entry in enumerate(data["generators"])}

@@ -19,12 +19,14 @@ ENV_SEED_VARIABLE: Final = "REPRO_CTX_SEED"
 """Environment variable through which ``repro-ctx run`` hands its seed to a program."""
 
 # Spawn-key namespaces for streams derived from a scope seed, so that a passed
-# generator, a registered generator and a per-rank stream never share one.
-# The numbers key users' streams: never renumber or reuse one (4 is retired).
+# generator, a registered generator, a source plugin and a per-rank stream never
+# share one. The numbers key users' streams: never renumber or reuse one (4 is
+# retired).
 PASSED_GENERATORS_KEY: Final = 1
 REGISTERED_GENERATORS_KEY: Final = 2
 RANK_KEY: Final = 3
 WORKER_KEY: Final = 5
+PLUGIN_SOURCES_KEY: Final = 6
 
 
 def check_seed(seed: object, *, what: str = "seed") -> int:

@@ -57,10 +57,12 @@ class RNGState:
     Get one from ``capture()`` or ``RNGState.from_state_dict()``.
     """
 
-    __slots__ = ("_digests", "_parts", "_plain")
+    __slots__ = ("_digests", "_left_out", "_parts", "_plain")
 
     _parts: tuple[_Part, ...]
     _plain: dict[str, tuple[str, Any]] | None
+    _left_out: dict[str, str]
+    """name -> why a source has no plain data (a plugin without ``to_plain``)."""
     _digests: dict[str, dict[str, str]] | None
 
     def __init__(self) -> None:
@@ -71,6 +73,7 @@ class RNGState:
         state = object.__new__(cls)
         object.__setattr__(state, "_parts", parts)
         object.__setattr__(state, "_plain", None)
+        object.__setattr__(state, "_left_out", {})
         object.__setattr__(state, "_digests", None)
         return state
 
@@ -88,17 +91,25 @@ class RNGState:
     # -- plain data -------------------------------------------------------
 
     def _plain_sources(self) -> dict[str, tuple[str, Any]]:
-        """name -> (kind, plain data), converted once and kept private."""
+        """name -> (kind, plain data), converted once and kept private.
+
+        A source whose snapshot has no plain form is left out, and the reason
+        kept in ``_left_out`` for ``diff``.
+        """
         if self._plain is None:
+            from ._plain import LeftOut
             from ._state_dict import codec_for
 
             out: dict[str, tuple[str, Any]] = {}
             for part in self._parts:
                 if part.kind is not None:
                     out[part.name] = (part.kind, part.snapshot)
-                else:
-                    codec = codec_for(part.source)
+                    continue
+                codec = codec_for(part.source)
+                try:
                     out[part.name] = (codec.kind, codec.to_plain(part.snapshot))
+                except LeftOut as why:
+                    self._left_out[part.name] = str(why)
             object.__setattr__(self, "_plain", out)
             return out
         return self._plain
@@ -107,11 +118,13 @@ class RNGState:
         if self._digests is None:
             from ._state_dict import codec_for, codec_named, item_digests
 
+            plain = self._plain_sources()
             sources = default_sources()
             codecs = {part.name: codec_for(part.source) if part.source is not None
-                      else codec_named(part.kind or "", sources) for part in self._parts}
+                      else codec_named(part.kind or "", sources)
+                      for part in self._parts if part.name in plain}
             digests = {name: item_digests(kind, codecs[name], data)
-                       for name, (kind, data) in self._plain_sources().items()}
+                       for name, (kind, data) in plain.items()}
             object.__setattr__(self, "_digests", digests)
             return digests
         return self._digests
@@ -191,14 +204,22 @@ class RNGState:
         ))
 
     def diff(self, other: RNGState) -> list[str]:
-        """Name every source, and flag, device or generator within one, that differs."""
+        """Name every source, and flag, device or generator within one, that differs.
+
+        A source that neither state can compare (a source plugin without
+        ``to_plain``) is named too, with the reason: a difference there would
+        not show.
+        """
         if not isinstance(other, RNGState):
             raise TypeError(f"diff() compares two RNGState objects, got {type(other).__name__}")
         from ._state_dict import diff_digests, unreadable_flags
 
         found = diff_digests(self._item_digests(), other._item_digests())
         skipped = unreadable_flags(self._plain_sources(), other._plain_sources())
-        return [f"{entry} ({skipped[entry]})" if entry in skipped else entry for entry in found]
+        out = [f"{entry} ({skipped[entry]})" if entry in skipped else entry for entry in found]
+        left_out = {**other._left_out, **self._left_out}
+        out += [f"{name}: not compared ({why})" for name, why in left_out.items()]
+        return out
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RNGState):
@@ -246,7 +267,8 @@ class RNGState:
     def _plan_restore(
         self, flags: bool | None
     ) -> tuple[list[tuple[Source, object]], list[str]]:
-        from ._state_dict import FLAG_KINDS, MACHINE_KINDS, check_local_device, codec_for
+        from ._accelerators import check_local_device
+        from ._state_dict import FLAG_KINDS, MACHINE_KINDS, codec_for
 
         def restored(kind: str, loaded: bool) -> bool:
             if kind in MACHINE_KINDS:
@@ -284,9 +306,14 @@ class RNGState:
                 actions.append((source, resolved.snapshot))
         names = {part.name for part in self._parts}
         loaded_state = any(part.source is None for part in self._parts)
-        mismatches += [f"{name}: not in this state" for name, source in live.items()
+        mismatches += [_not_in_state(name, source) for name, source in live.items()
                        if name not in names and restored(_kind_of(source), loaded_state)]
         return actions, mismatches
+
+
+def _not_in_state(name: str, source: object) -> str:
+    why = getattr(source, "not_saved", None)  # a source plugin that no state dict holds
+    return f"{name}: not in this state" + (f" ({why})" if why else "")
 
 
 def _kind_of(source: object) -> str:

@@ -1,7 +1,11 @@
-"""The default set of sources, built once, at the first scope entry.
+"""The default set of sources: the built-in ones, built once, then the source plugins.
 
-This is where torch and NumPy are first imported: ``import repro_ctx`` stays
-cheap, and a scope pays the imports once.
+The built-in sources are built at the first scope entry: this is where torch
+and NumPy are first imported (``import repro_ctx`` stays cheap, and a scope
+pays the imports once), and where the ``repro_ctx.sources`` entry points are
+loaded. The plugins follow them. A change of the plugin set sets ``_default``
+back to ``None``; the next ``default_sources()`` composes it again, and a
+``deterministic`` object sees the new tuple by its identity.
 """
 
 from __future__ import annotations
@@ -12,22 +16,43 @@ from typing import Any
 from ._fork import renew_after_fork
 from ._source import Source
 
-_lock = threading.RLock()
-renew_after_fork(globals(), "_lock")
+lock = threading.RLock()
+"""Guards the default set and the plugin registry (re-entered by plugin loading)."""
+renew_after_fork(globals(), "lock")
+_builtin: tuple[Source, ...] | None = None
 _default: tuple[Source, ...] | None = None
 
 
 def default_sources() -> tuple[Source, ...]:
-    """Environment, flags, every RNG this process has, then registered generators.
+    """Environment, flags, every RNG this process has, registered generators, then plugins.
 
     Restores run in reverse, so generators come back before flags.
     """
+    sources = _default
+    if sources is None:
+        with lock:
+            sources = _default if _default is not None else _compose()
+    return sources
+
+
+def _compose() -> tuple[Source, ...]:
+    global _builtin, _default
+    from ._plugin_registry import active_plugins, load_entry_points
+
+    if _builtin is None:
+        _builtin = _build()
+        load_entry_points()
+    _default = sources = (*_builtin, *active_plugins())
+    return sources
+
+
+def invalidate() -> None:
+    """The plugin set changed: the next ``default_sources()`` composes the set anew.
+
+    Called with ``lock`` held.
+    """
     global _default
-    if _default is None:
-        with _lock:
-            if _default is None:
-                _default = _build()
-    return _default
+    _default = None
 
 
 def _build() -> tuple[Source, ...]:
@@ -53,6 +78,25 @@ def _build() -> tuple[Source, ...]:
         RegistrySource(),
     ]
     return tuple(sources)
+
+
+def builtin_source_types() -> tuple[type, ...]:
+    """Every built-in source class, whether or not it runs in this process.
+
+    A state saved where one ran (CUDA) is still checked and diffed where it
+    does not: each class's ``check`` and ``items`` read only the data.
+    """
+    from ._accelerators import LazyDeviceSource, MPSSource
+    from ._environment import EnvironmentSource
+    from ._flags import FlagsSource
+    from ._numpy_random import NumPyGlobalSource
+    from ._python_random import PythonRandomSource
+    from ._registry import RegistrySource
+    from ._tf32 import TF32Source
+    from ._torch_random import TorchCPUSource
+
+    return (EnvironmentSource, FlagsSource, TF32Source, PythonRandomSource, NumPyGlobalSource,
+            TorchCPUSource, LazyDeviceSource, MPSSource, RegistrySource)
 
 
 def describe_sources() -> dict[str, object]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
+from ._plain import Malformed, Plain, Resolved, check_plain, expect, field
 from ._source import Plan, WritesDifferences
 
 # (backend, op) pairs of the fp32_precision API, root first.
@@ -31,6 +32,7 @@ _NODES = (
     ("mkldnn", "rnn"),
 )
 _MATMUL_NODES = (("cuda", "matmul"), ("mkldnn", "matmul"))
+_MATMUL_PRECISIONS: Final = ("highest", "high", "medium")
 _CUDNN_NODES = (("cuda", "conv"), ("cuda", "rnn"))
 
 
@@ -63,6 +65,7 @@ def _readable(get: Callable[[], object]) -> bool:
 
 class TF32Source(WritesDifferences):
     name = "tf32"
+    kind = "tf32"
 
     def __init__(self, torch: Any) -> None:
         c = torch._C
@@ -257,4 +260,54 @@ class TF32Source(WritesDifferences):
         }
         for (backend, op), value in zip(self._nodes, snapshot.nodes):
             out[f"fp32_precision[{backend}.{op}]"] = value
+        return out
+
+    # -- plain data: the legacy values, and each fp32_precision node by name ------
+
+    def to_plain(self, snapshot: object) -> Plain:
+        assert isinstance(snapshot, TF32Snapshot)
+        return {
+            "float32_matmul_precision": snapshot.matmul_precision,
+            "cudnn_allow_tf32": snapshot.cudnn_allow_tf32,
+            "fp32_precision": {
+                f"{backend}.{op}": value
+                for (backend, op), value in zip(self._nodes, snapshot.nodes, strict=True)
+            },
+        }
+
+    @staticmethod
+    def check(data: object) -> Plain:
+        out = check_plain(data, "tf32")
+        precision = field(out, "float32_matmul_precision", "tf32")
+        if precision is not None and precision not in _MATMUL_PRECISIONS:
+            raise Malformed(f"tf32: float32_matmul_precision must be one of "
+                            f"{_MATMUL_PRECISIONS} or None, got {precision!r}")
+        expect(field(out, "cudnn_allow_tf32", "tf32"), (bool, type(None)),
+               "tf32.cudnn_allow_tf32", "a bool or None")
+        nodes = expect(field(out, "fp32_precision", "tf32"), dict, "tf32.fp32_precision",
+                       "a dict of 'backend.op' -> str")
+        for node, value in nodes.items():
+            expect(value, str, f"tf32.fp32_precision[{node!r}]", "a str")
+        return out
+
+    def resolve(self, data: Plain) -> Resolved:
+        current = self.capture()
+        loaded = data["fp32_precision"]
+        names = [f"{backend}.{op}" for backend, op in self._nodes]
+        nodes = tuple(loaded.get(name, now) for name, now in zip(names, current.nodes, strict=True))
+        mismatches = [f"fp32_precision[{name}] was not captured" for name in names
+                      if name not in loaded]
+        mismatches += [f"fp32_precision[{name}] does not exist in this torch" for name in loaded
+                       if name not in names]
+        snapshot = TF32Snapshot(data["float32_matmul_precision"], data["cudnn_allow_tf32"], nodes)
+        return Resolved(snapshot, tuple(mismatches))
+
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
+        out = {
+            "float32_matmul_precision": data["float32_matmul_precision"],
+            "cudnn.allow_tf32": data["cudnn_allow_tf32"],
+        }
+        for node, value in data["fp32_precision"].items():
+            out[f"fp32_precision[{node}]"] = value
         return out

@@ -140,10 +140,10 @@ def test_a_child_forked_while_another_thread_holds_the_registry_and_source_locks
 
     def enter() -> None:
         _registry._lock.acquire()
-        _sources._lock.acquire()
+        _sources.lock.acquire()
 
     def leave() -> None:
-        _sources._lock.release()
+        _sources.lock.release()
         _registry._lock.release()
 
     def child() -> None:

@@ -29,6 +29,7 @@ import torch
 import repro_ctx
 import repro_ctx._deterministic
 import repro_ctx._selfcheck
+import repro_ctx._sources
 from repro_ctx._cli import main
 from repro_ctx._doctor import (
     SCHEMA,
@@ -196,9 +197,9 @@ class NoSettings(PluginState):
 def test_a_new_source_appears_without_an_edit_to_the_doctor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    defaults = repro_ctx._deterministic.default_sources
+    defaults = repro_ctx._sources.default_sources
     extra = (PluginFlags(), PluginState(), NoSettings())
-    monkeypatch.setattr(repro_ctx._deterministic, "default_sources", lambda: defaults() + extra)
+    monkeypatch.setattr(repro_ctx._sources, "default_sources", lambda: defaults() + extra)
     lines = covered_lines(covered(5), 5)
     text = "\n".join(lines)
     assert "\n  plugin flags\n" in text

@@ -256,7 +256,9 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
     (``hash_randomization`` of this interpreter, ``PYTHONHASHSEED``,
     ``CUBLAS_WORKSPACE_CONFIG``); ``self_check`` (per device: seed,
     first, second, outside, deterministic); ``deterministic``; ``verdict``
-    (``reproducible``, ``first_fix``, ``line``). New keys may be added
+    (``reproducible``, ``first_fix``, ``line``); ``plugins`` (every source
+    plugin found: ``{name: {"from", "status", "state_dict"?}}``, status
+    ``active``, ``dropped: ...`` or ``failed to load: ...``). New keys may be added
     within a version; a key's meaning changes only with a new version.
     """
     import platform
@@ -264,6 +266,7 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from ._plugin_registry import plugin_report
     from ._sources import describe_sources
 
     flags = describe_sources()  # before the self-check, which may initialise CUDA
@@ -292,6 +295,7 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
         "self_check": checks,
         "deterministic": all(check["deterministic"] for check in checks),
         "verdict": process_verdict(checks, diagnoses),
+        "plugins": plugin_report(),
     }
 
 
@@ -380,6 +384,7 @@ def doctor_lines(report: Mapping[str, Any]) -> list[str]:
                    "Python to the next")
     else:
         hashing = "fixed (PYTHONHASHSEED was set when it started)"
+    lines += plugin_lines(report.get("plugins", {}))
     lines += [
         "",
         "this process",
@@ -392,6 +397,18 @@ def doctor_lines(report: Mapping[str, Any]) -> list[str]:
         result = "bitwise equal" if check["deterministic"] else "DIFFERENT: nondeterministic"
         lines.append(f"  {check['device']}: {check['first']} / {check['second']}: {result}")
     lines.append(report["verdict"]["line"])
+    return lines
+
+
+def plugin_lines(plugins: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The source plugins found (entry points ``repro_ctx.sources`` and ``register_source``)."""
+    if not plugins:
+        return ["", "source plugins: none found (entry-point group repro_ctx.sources, "
+                    "or register_source())"]
+    lines = ["", "source plugins"]
+    for name, entry in plugins.items():
+        saved = f", saved in state_dict: {entry['state_dict']}" if "state_dict" in entry else ""
+        lines.append(f"  {name}: {entry['status']} (from {entry['from']}{saved})")
     return lines
 
 

@@ -374,3 +374,41 @@ def test_devices_lists_cuda_and_mps_where_present() -> None:
         {"type": "cuda", "index": 1, "name": "GPU 1", "capability": "9.1"},
         {"type": "mps", "name": "Apple MPS"},
     ]
+
+
+class CountingSource:
+    """A minimal source plugin: a module-level counter."""
+
+    name = "doctor test counter"
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def capture(self) -> int:
+        return self.value
+
+    def seed(self, seed: int) -> None:
+        self.value = seed % 1000
+
+    def restore(self, snapshot: int) -> None:
+        self.value = snapshot
+
+
+def test_doctor_lists_source_plugins() -> None:
+    from repro_ctx import register_source, unregister_source
+
+    report = doctor_report()
+    assert report["plugins"] == {}
+    assert "\nsource plugins: none found" in "\n".join(doctor_lines(report))
+    source = CountingSource()
+    register_source(source)
+    try:
+        report = doctor_report()
+    finally:
+        unregister_source(source)
+    entry = report["plugins"]["doctor test counter"]
+    assert entry["status"] == "active"
+    assert entry["state_dict"] == "no (no to_plain)"
+    text = "\n".join(doctor_lines(report))
+    assert re.search(r"\nsource plugins\n  doctor test counter: active \(from .+, saved in "
+                     r"state_dict: no \(no to_plain\)\)", text)

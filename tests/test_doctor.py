@@ -321,7 +321,8 @@ def test_doctor_json_has_a_versioned_schema() -> None:
     documented = re.findall(r"``(\w+)``", doctor_report.__doc__ or "")
     assert set(report) <= set(documented)
     assert set(report) == {"schema", "schema_version", "versions", "devices", "flags", "scope",
-                           "notes", "environment", "self_check", "deterministic", "verdict"}
+                           "notes", "environment", "self_check", "deterministic", "verdict",
+                           "plugins"}
     assert report["versions"]["torch"] == torch.__version__
     assert report["versions"]["python"] == sys.version.split()[0]
     assert set(report["versions"]) == {"python", "torch", "cuda", "cudnn", "numpy"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from ._environ_access import EnvironAccess
+from ._plain import Plain, Resolved, check_plain, expect
 from ._seed import hash_seed
 from ._source import Plan, WritesDifferences
 
@@ -104,3 +105,32 @@ class EnvironmentSource(WritesDifferences):
     def describe(self) -> dict[str, object]:
         """Each variable's value here (``None``: unset), for ``repro-ctx`` reports."""
         return dict(zip(self.variables, self.capture()))
+
+    # -- plain data: name -> value, None for unset ---------------------------------
+
+    kind = "environment"
+
+    def to_plain(self, snapshot: object) -> Plain:
+        assert isinstance(snapshot, tuple)
+        return dict(zip(self.variables, snapshot, strict=True))
+
+    @staticmethod
+    def check(data: object) -> Plain:
+        out = check_plain(data, "environment")
+        expect(out, dict, "environment", "a dict of variable name -> str or None")
+        for name, value in out.items():
+            expect(value, (str, type(None)), f"environment[{name!r}]", "a str or None")
+        return out
+
+    def resolve(self, data: Plain) -> Resolved:
+        """Only a state captured in this process restores variables (see ``RNGState.restore``)."""
+        current = self.capture()
+        variables = self.variables
+        mismatches = [f"{name} was not captured" for name in variables if name not in data]
+        mismatches += [f"{name} is not covered here" for name in data if name not in variables]
+        values = tuple(data.get(name, now) for name, now in zip(variables, current, strict=True))
+        return Resolved(values, tuple(mismatches))
+
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
+        return dict(data)

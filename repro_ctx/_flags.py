@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextvars
 import operator
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import compress
 from typing import Any, Final
 
+from ._plain import Malformed, Plain, Resolved, check_plain, expect
 from ._source import Plan, WritesDifferences
 
 
@@ -101,6 +102,80 @@ class FlagsSource(WritesDifferences):
 
     def describe(self) -> dict[str, object]:
         return {flag.name: plain(flag.get()) for flag in self.flags}
+
+    # -- plain data: flag name -> value (enums by name, tuples as lists) --------------
+
+    kind = "flags"
+
+    def to_plain(self, snapshot: object) -> Plain:
+        assert isinstance(snapshot, tuple)
+        return {flag.name: plain(value) for flag, value in zip(self.flags, snapshot, strict=True)}
+
+    @staticmethod
+    def check(data: object) -> Plain:
+        out = check_plain(data, "flags")
+        expect(out, dict, "flags", "a dict of flag name -> value")
+        for name, value in out.items():
+            if isinstance(value, (list, bool, int, float, str, type(None))):
+                continue
+            raise Malformed(f"flags[{name!r}]: expected a scalar or a list, got {value!r:.60}")
+        return out
+
+    def resolve(self, data: Plain) -> Resolved:
+        """Loaded flags as a snapshot of this torch's flags; machine settings stay as they are."""
+        current = self.capture()
+        values: list[object] = []
+        mismatches: list[str] = []
+        for flag, now in zip(self.flags, current, strict=True):
+            if flag.name not in data:
+                mismatches.append(f"{flag.name} was not captured")
+                values.append(now)
+                continue
+            if flag.name in MACHINE_FLAGS or now is None or data[flag.name] is None:
+                # a machine setting, or unreadable on one side (a module not imported
+                # yet): left as it is, which blocks no restore of the streams
+                values.append(now)
+                continue
+            try:
+                values.append(_flag_value(data[flag.name], now))
+            except _Skip as skip:
+                mismatches.append(f"{flag.name}: {skip}")
+                values.append(now)
+        names = {flag.name for flag in self.flags}
+        mismatches += [f"{name} does not exist in this torch" for name in data
+                       if name not in names]
+        return Resolved(tuple(values), tuple(mismatches))
+
+    @staticmethod
+    def items(data: Plain) -> dict[str, Plain]:
+        return dict(data)
+
+
+MACHINE_FLAGS: Final = frozenset({"torch.get_num_threads"})
+"""Flags that describe the machine: a loaded state leaves them as they are."""
+
+
+class _Skip(Exception):
+    """One flag value that cannot be restored here."""
+
+
+def _flag_value(loaded: Plain, current: object) -> object:
+    """``loaded`` (plain) as a value of the kind ``current`` is, or ``_Skip``."""
+    members = getattr(type(current), "__members__", None)
+    if isinstance(members, Mapping):  # a torch enum: recorded by name
+        if not isinstance(loaded, str) or loaded not in members:
+            raise _Skip(f"{loaded!r} is not one of {sorted(members)}")
+        return members[loaded]
+    if isinstance(current, tuple):
+        if not isinstance(loaded, list) or len(loaded) != len(current):
+            raise _Skip(f"expected {len(current)} values, got {loaded!r}")
+        return tuple(_flag_value(item, now) for item, now in zip(loaded, current, strict=True))
+    if type(loaded) is not type(current):
+        raise _Skip(
+            f"captured {type(loaded).__name__} {loaded!r}, but it is "
+            f"{type(current).__name__} here"
+        )
+    return loaded
 
 
 def plain(value: object) -> object:

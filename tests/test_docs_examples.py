@@ -6,8 +6,8 @@
   file the page shows: it is written into the folder of every later block on
   its page, for the shell blocks that run it.
 * A ``python`` block in IPython syntax (a line starting with ``%``) is a
-  notebook cell: it runs in a real IPython shell, after the page's earlier
-  cells, in a fresh process.
+  notebook cell: the page's cells run in order in one real IPython shell, in
+  a fresh process, as a notebook's "run all" would.
 * A ``bash`` block runs line by line in bash, in that folder, with this
   environment's ``repro-ctx``, ``pytest`` and ``python`` first on the PATH.
   Commands that install packages or run the whole test suite are skipped:
@@ -233,7 +233,7 @@ def test_python_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 unregister(obj)
 
 
-_CELLS = """
+_NOTEBOOK = """
 import json, sys
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
@@ -242,21 +242,38 @@ config = Config()
 config.HistoryManager.hist_file = ":memory:"
 shell = InteractiveShell.instance(config=config)
 for cell in json.loads(sys.stdin.read()):
-    if not shell.run_cell(cell, store_history=True).success:
-        sys.exit(1)
+    ok = shell.run_cell(cell, store_history=True).success
+    print(f"\\n<cell {'ok' if ok else 'failed'}>", flush=True)
 """
+_notebooks: dict[Path, list[tuple[bool, str]]] = {}
+
+
+def _notebook(page: Path, folder: Path) -> list[tuple[bool, str]]:
+    """Run the page's cells in order in one IPython shell, as "run all" would; once per page.
+
+    Each cell's success and output; a failing cell does not stop the later ones.
+    """
+    if page not in _notebooks:
+        cells = [block.code for block in parse(page) if block.is_cell]
+        env = {**_environment(), "IPYTHONDIR": str(folder / ".ipython")}
+        completed = subprocess.run(
+            [sys.executable, "-c", _NOTEBOOK], input=json.dumps(cells), cwd=folder, env=env,
+            capture_output=True, text=True, timeout=300,
+        )
+        assert completed.returncode == 0, _shown(completed)
+        outputs = re.split(r"\n<cell (ok|failed)>\n", completed.stdout)
+        _notebooks[page] = [(status == "ok", output)
+                            for output, status in zip(outputs[::2], outputs[1::2])]
+        assert len(_notebooks[page]) == len(cells), _shown(completed)
+    return _notebooks[page]
 
 
 @pytest.mark.parametrize("block", _params([b for b in BLOCKS if b.is_cell]))
 def test_ipython_cell(block: Block, tmp_path: Path) -> None:
     pytest.importorskip("IPython")
-    cells = [b.code for b in parse(block.page) if b.is_cell and b.line <= block.line]
-    env = {**_environment(), "IPYTHONDIR": str(tmp_path / "ipython")}
-    completed = subprocess.run(
-        [sys.executable, "-c", _CELLS], input=json.dumps(cells), cwd=_folder(block, tmp_path),
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, _shown(completed)
+    cells = [b for b in parse(block.page) if b.is_cell]
+    ok, output = _notebook(block.page, _folder(cells[-1], tmp_path))[cells.index(block)]
+    assert ok, f"the cell failed:\n{output}"
 
 
 @pytest.mark.parametrize("block", _params([b for b in BLOCKS if b.language in SHELL]))

@@ -136,6 +136,7 @@ def docs(session: nox.Session) -> None:
     mkdocstrings reads the sources without importing them: no torch here.
     """
     install(session, *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about its successor
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 

@@ -46,18 +46,18 @@ NOT_CORE = [
     "tests/test_examples.py",
 ]
 
-# pip option -> (uv variable, separator uv expects)
+# pip option -> (uv variable, separator uv expects). pip's constraint files are
+# passed as -c arguments instead: uv's -c on the command line overrides UV_CONSTRAINT.
 _PIP_TO_UV = {
     "index-url": ("UV_DEFAULT_INDEX", " "),
     "extra-index-url": ("UV_INDEX", " "),
     "find-links": ("UV_FIND_LINKS", ","),
-    "constraint": ("UV_CONSTRAINT", " "),
     "cert": ("SSL_CERT_FILE", " "),
 }
 
 
-def pip_settings_for_uv() -> dict[str, str]:
-    """pip's package sources on this machine (``pip config list``), as uv's variables.
+def pip_settings_for_uv() -> tuple[dict[str, str], list[str]]:
+    """pip's package sources on this machine (``pip config list``): uv's variables, -c files.
 
     A variable the user already set wins. With extra indexes, uv is told to
     choose among all of them as pip does (``unsafe-best-match``); its own default
@@ -69,12 +69,12 @@ def pip_settings_for_uv() -> dict[str, str]:
             capture_output=True, text=True, check=True, timeout=60,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return {}, []
     values: dict[str, list[str]] = {}
     for line in listing.splitlines():  # "global.find-links='/opt/wheels'", ":env:.cert='...'"
         key, sep, raw = line.partition("=")
         section, _, option = key.rpartition(".")
-        if not sep or section not in {"global", "install", ":env:"} or option not in _PIP_TO_UV:
+        if not sep or section not in {"global", "install", ":env:"}:
             continue
         try:
             value = ast.literal_eval(raw)
@@ -82,20 +82,20 @@ def pip_settings_for_uv() -> dict[str, str]:
             continue
         values[option] = str(value).split()  # later lines (the environment) win
     env: dict[str, str] = {}
-    for option, parts in values.items():
-        variable, separator = _PIP_TO_UV[option]
-        if parts and variable not in os.environ:
-            env[variable] = separator.join(parts)
+    for option, (variable, separator) in _PIP_TO_UV.items():
+        if values.get(option) and variable not in os.environ:
+            env[variable] = separator.join(values[option])
     if "UV_INDEX" in env and "UV_INDEX_STRATEGY" not in os.environ:
         env["UV_INDEX_STRATEGY"] = "unsafe-best-match"
-    return env
+    return env, values.get("constraint", [])
 
 
-UV_ENV = pip_settings_for_uv()
+UV_ENV, PIP_CONSTRAINTS = pip_settings_for_uv()
 
 
 def install(session: nox.Session, *args: str, constraints: Path = CONSTRAINTS) -> None:
-    session.install("-c", str(constraints), *args, env=UV_ENV)
+    pip_constraints = [arg for path in PIP_CONSTRAINTS for arg in ("-c", path)]
+    session.install("-c", str(constraints), *pip_constraints, *args, env=UV_ENV)
 
 
 @nox.session

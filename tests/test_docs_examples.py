@@ -213,6 +213,10 @@ def test_an_xfail_mark_applies_to_the_next_block_only(tmp_path: Path) -> None:
     assert [block.xfail for block in parse(page)] == ["broken until #1", None, None]
 
 
+def test_the_readme_is_one_screen() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150
+
+
 # -- the blocks ---------------------------------------------------------------------------
 
 

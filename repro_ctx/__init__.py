@@ -14,6 +14,7 @@ from ._reproducible import reproducible
 from ._scope import ScopeOrderWarning, ScopeWaitWarning
 from ._seed import env_seed
 from ._snapshot import RNGState, capture
+from ._version import __version__ as __version__
 from ._workers import dataloader_kwargs, seed_worker
 
 __all__ = [

@@ -13,6 +13,7 @@
   Commands that install packages or run the whole test suite are skipped:
   ``SKIPPED`` says which, and why.
 * ``text`` blocks are output and are not run.
+* A page listed in ``OWN_EXECUTOR`` is run by the test module named there.
 * ``<!-- docs-test: xfail: REASON -->`` right before a block marks it as
   failing today (strict: the test fails once the block passes).
 """
@@ -34,7 +35,12 @@ from repro_ctx import registered, unregister
 from repro_ctx._scope import open_activations
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+# Pages whose blocks need more than this executor offers (a package written to
+# files and installed through an entry point in fresh interpreters): each is
+# run by its own test module, named here.
+OWN_EXECUTOR = {ROOT / "docs" / "guide" / "plugins.md": ROOT / "tests" / "test_docs_plugins.py"}
+PAGES = [page for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+         if page not in OWN_EXECUTOR]
 PYTHON = {"python", "py"}
 SHELL = {"bash", "sh", "shell"}
 NOT_RUN = {"text"}  # output shown to the reader
@@ -291,3 +297,10 @@ def test_shell_block(block: Block, tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=300,
         )
         assert completed.returncode == 0, f"{command}\n{_shown(completed)}"
+
+
+def test_pages_with_their_own_executor_are_run_by_it() -> None:
+    for page, executor in OWN_EXECUTOR.items():
+        assert page.exists(), page
+        relative = page.relative_to(ROOT).as_posix()
+        assert relative in executor.read_text(encoding="utf-8").replace('" / "', "/"), executor

@@ -60,7 +60,7 @@ class FlagsSource(WritesDifferences):
         self._getters = tuple(flag.get for flag in flags)
         self._setters = tuple(flag.set for flag in flags)
         self._positions = range(len(flags))
-        self._targets: dict[Plan, tuple[tuple[int, object], ...]] = {}
+        self._targets: dict[tuple[object, ...], tuple[tuple[int, object], ...]] = {}
         # (state before, state written, the positions where they differ) of
         # the last swap; the swap or restore back reuses the positions.
         self._last: tuple[object, object, tuple[int, ...]] = (None, None, ())
@@ -69,13 +69,17 @@ class FlagsSource(WritesDifferences):
         return tuple(map(_call, self._getters))
 
     def _targets_for(self, plan: Plan) -> tuple[tuple[int, object], ...]:
-        """(flag index, wanted value) for every flag ``plan`` sets; computed once per plan."""
-        targets = self._targets.get(plan)
+        """(flag index, wanted value) for every flag ``plan`` sets.
+
+        Computed once per ``plan.settings``: no flag depends on the seed, so a
+        new seed on every call (a per-sample seed) reuses it.
+        """
+        key = plan.settings
+        targets = self._targets.get(key)
         if targets is None:
             wanted = ((index, flag.wanted(plan)) for index, flag in enumerate(self.flags))
             targets = tuple((index, value) for index, value in wanted if value is not LEAVE)
-            if len(self._targets) < 256:
-                self._targets[plan] = targets
+            self._targets[key] = targets  # at most 4 * 3 * 3 * 3 distinct settings
         return targets
 
     def seed(self, snapshot: object, plan: Plan) -> None:

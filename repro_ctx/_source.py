@@ -26,6 +26,11 @@ class Plan:
     fill_uninitialized_memory: bool | None
 
     @property
+    def settings(self) -> tuple[object, ...]:
+        """Everything but the seed: what flag sources depend on (a new seed reuses their work)."""
+        return (self.algorithms, self.benchmark, self.tf32, self.fill_uninitialized_memory)
+
+    @property
     def wants_determinism(self) -> bool:
         return self.algorithms is not None and self.algorithms is not False
 

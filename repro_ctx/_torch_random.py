@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._plain import Plain, Resolved, byte_tensor, check_plain, field
 from ._source import Plan, swap_by_restore
 
 if TYPE_CHECKING:
     import torch
+
+_KEPT: Final = 64
 
 
 def state_size_mismatch(loaded: torch.Tensor, current: torch.Tensor) -> str | None:
@@ -60,32 +61,34 @@ class TorchCPUSource(TensorStatePlain):
 
     Seeding goes through the generator itself, not ``torch.manual_seed``,
     which also seeds (or queues seeding for) every accelerator backend and
-    costs over a hundred times more. Accelerators are their own sources. The
-    state ``manual_seed`` leaves is computed once per seed and then copied in,
-    which is several times cheaper than running the seeding again.
+    costs over a hundred times more. Accelerators are their own sources. A
+    seed seen before is seeded by copying in the state ``manual_seed`` left
+    (several times cheaper than seeding again); a new seed is seeded directly
+    and its state kept for next time (the last ``_KEPT`` seeds).
     """
 
     name = "torch (cpu)"
 
     def __init__(self, torch: Any) -> None:
         self._generator = torch.default_generator
-        new_generator = torch.Generator
-
-        @lru_cache(maxsize=64)  # as random's and NumPy's seeded states are cached
-        def seeded_state(seed: int) -> object:
-            """The state ``manual_seed(seed)`` leaves."""
-            fresh = new_generator()
-            fresh.manual_seed(seed)
-            return fresh.get_state()
-
-        self._seeded_state = seeded_state
+        self._seeded: dict[int, object] = {}
 
     def capture(self) -> object:
         return self._generator.get_state()
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        if plan.seed is not None:
-            self._generator.set_state(self._seeded_state(plan.seed))
+        seed = plan.seed
+        if seed is None:
+            return
+        generator, seeded = self._generator, self._seeded
+        state = seeded.get(seed)
+        if state is not None:
+            generator.set_state(state)
+            return
+        generator.manual_seed(seed)
+        if len(seeded) >= _KEPT:
+            del seeded[next(iter(seeded))]  # the oldest
+        seeded[seed] = generator.get_state()
 
     def restore(self, snapshot: object) -> None:
         self._generator.set_state(snapshot)

@@ -190,3 +190,16 @@ def test_a_failing_environment_write_during_a_swap_changes_nothing(
             source.swap(target)
         assert env_state() == before
 
+
+
+def test_flag_targets_are_shared_by_every_seed() -> None:
+    """A per-sample seed must not recompute what the flags want: they never depend on it."""
+    from repro_ctx._flags import build_flags_source
+    from repro_ctx._source import Plan
+
+    flags = build_flags_source(torch)
+    plans = [Plan(seed, True, False, False, None) for seed in range(300)]
+    targets = {flags._targets_for(plan) for plan in plans}
+    assert len(targets) == 1
+    assert len(flags._targets) == 1
+    assert flags._targets_for(Plan(0, "warn", False, False, None)) != targets.pop()

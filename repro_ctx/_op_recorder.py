@@ -99,7 +99,11 @@ class _Recorder:
         self.progress = progress
         self.covered: list[Any] = []  # the torch.Generators the scope seeds and restores
         # A replay notes which op last wrote each storage, and the inputs at capture_at.
-        self.writers: dict[int, int] | None = {} if capture_at is not None else None
+        # storage address -> (op index, the tensor it wrote): the tensor, weakly, so
+        # that memory freed and reused by another tensor is never blamed on the op
+        self.writers: dict[int, tuple[int, weakref.ref[Any]]] | None = (
+            {} if capture_at is not None else None
+        )
         self.inputs_at = capture_at
         self.inputs: list[tuple[str | None, int | None, Any]] = []
         self.thread = threading.get_ident()
@@ -222,7 +226,7 @@ class _Recorder:
                 root = leaf
                 while root._base is not None:
                     root = root._base
-                self.inputs.append((digest, writers.get(_storage(leaf), None), weakref.ref(root)))
+                self.inputs.append((digest, writer_of(writers, leaf), weakref.ref(root)))
             else:
                 self.inputs.append((_plain_repr(torch, leaf), None, None))
 
@@ -257,12 +261,9 @@ class _Recorder:
             hosts.extend(parts)
             if writers is not None and isinstance(leaf, self.torch.Tensor):
                 storage = _storage(leaf)
-                if storage:
-                    # A view writes nothing: its storage keeps the op that made it.
-                    if view:
-                        writers.setdefault(storage, index)
-                    else:
-                        writers[storage] = index
+                # A view writes nothing: its storage keeps the op that made it.
+                if storage and (not view or writer_of(writers, leaf) is None):
+                    writers[storage] = (index, weakref.ref(leaf))
         uncovered = self._uncovered_rng(generators, args, kwargs) if generators else None
         op = OpRecord(index, name, op_phase, module, file, line, grad_fn, tuple(outputs),
                       uncovered)
@@ -283,6 +284,23 @@ class _Recorder:
         if capture:
             # Later ops may write these tensors in place: keep copies we own.
             run.captured = [host if copied else host.clone() for host, copied in hosts]
+
+
+def writer_of(writers: dict[int, tuple[int, weakref.ref[Any]]], tensor: Any) -> int | None:
+    """The op that last wrote ``tensor``'s storage, if the tensor it wrote still holds it.
+
+    Storage addresses are reused once memory is freed: an entry whose tensor
+    is gone, or has moved to other memory, belongs to another tensor's past.
+    """
+    storage = _storage(tensor)
+    entry = writers.get(storage) if storage else None
+    if entry is None:
+        return None
+    index, ref = entry
+    written = ref()
+    if written is None or _storage(written) != storage:
+        return None
+    return index
 
 
 def _storage(tensor: Any) -> int:

@@ -479,3 +479,25 @@ def test_a_stream_that_stops_is_control_flow_at_the_op_that_ran() -> None:
     assert cause.kind == "control_flow"
     assert "at model.py:7" in cause.reason
     assert classify("matched", None, a, a, ON, ON, LABELS) is None
+
+
+def test_a_storage_address_reused_by_another_tensor_is_not_blamed_on_its_old_writer() -> None:
+    """Freed memory reused at the same address must not inherit the op that wrote it before."""
+    import weakref
+
+    import torch
+
+    from repro_ctx._op_recorder import writer_of
+
+    live = torch.ones(4)
+    gone = torch.ones(4)
+    writers = {live.untyped_storage().data_ptr(): (3, weakref.ref(live))}
+    assert writer_of(writers, live) == 3
+    address = gone.untyped_storage().data_ptr()
+    writers[address] = (5, weakref.ref(gone))
+    del gone  # its memory may now hold any other tensor
+    newcomer = torch.zeros(4)
+    writers[newcomer.untyped_storage().data_ptr()] = writers.get(address, (5, weakref.ref(live)))
+    assert writer_of(writers, newcomer) is None
+    assert writer_of(writers, live.view(2, 2)) == 3  # a view shares its base's writer
+    assert writer_of({}, live) is None

@@ -107,7 +107,7 @@ def tests(session: nox.Session) -> None:
     Python child before anything else: the xdist workers, which load the plugin
     again, and the processes the tests start themselves.
 
-    The slow test (a million scope cycles, minutes on one core) is collected
+    The slow test (250,000 scope cycles, about half a minute on one core) is collected
     first, so one worker runs it, untraced (tests/conftest.py), while the other
     works through the rest; ``worksteal`` rebalances when one runs dry, and
     ``--durations`` names the slowest tests at the end.

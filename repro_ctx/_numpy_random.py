@@ -22,7 +22,7 @@ import numpy as np
 from . import _numpy_state as access
 from ._plain import Malformed, Plain, Resolved, check_plain, expect, field, round_trip
 from ._seed import numpy_legacy_seed
-from ._source import Plan, undo
+from ._source import Plan, swap_by_restore
 
 _MT_WORDS: Final = 624
 
@@ -100,14 +100,7 @@ class NumPyGlobalSource:
             access.global_use(snapshot.bit_generator)
         access.global_set(snapshot.state)
 
-    def swap(self, snapshot: object) -> object:
-        current = self.capture()
-        try:
-            self.restore(snapshot)
-        except BaseException:
-            undo(self, current)
-            raise
-        return current
+    swap = swap_by_restore
 
     # -- plain data ------------------------------------------------------------
 

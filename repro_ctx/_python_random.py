@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from ._plain import Plain, Resolved, check_plain, expect, field, round_trip
-from ._source import Plan, undo
+from ._source import Plan, swap_by_restore
 
 
 def random_plain(state: tuple[Any, ...]) -> Plain:
@@ -62,14 +62,7 @@ class PythonRandomSource:
     def restore(self, snapshot: object) -> None:
         self._setstate(snapshot)  # type: ignore[arg-type]
 
-    def swap(self, snapshot: object) -> object:
-        current = self._getstate()
-        try:
-            self._setstate(snapshot)  # type: ignore[arg-type]
-        except BaseException:
-            undo(self, current)
-            raise
-        return current
+    swap = swap_by_restore
 
     # -- plain data ------------------------------------------------------------
 

@@ -56,14 +56,29 @@ def listed(value: Any) -> Any:
     return value
 
 
+_last_key: tuple[bytes, list[int]] = (b"", [])
+"""The last MT19937 key converted, as bytes and as the list made from them."""
+
+
 def settable(state: dict[str, Any]) -> dict[str, Any]:
     """A fresh state from a getter, made cheap to set again: MT19937's key as a list.
 
+    MT19937 draws from a key it regenerates only every 624 words, so a key
+    read again is most often the one read last (a scope per training step):
+    its list, which nothing ever mutates, is reused when the bytes match.
     Other bit generators' states are a few ints or small arrays, kept as they are.
     """
+    global _last_key
     if state["bit_generator"] == "MT19937":
         inner = state["state"]
-        inner["key"] = inner["key"].tolist()
+        raw = inner["key"].tobytes()
+        last = _last_key
+        if raw == last[0]:
+            inner["key"] = last[1]
+        else:
+            listed_key = inner["key"].tolist()
+            inner["key"] = listed_key
+            _last_key = (raw, listed_key)
     return state
 
 

@@ -358,3 +358,21 @@ def test_interleaved_draws_scopes_and_bit_generators(actions: list[tuple[str, An
     finally:
         np.random.set_bit_generator(original[0])
         np.random.set_state(original[1])
+
+
+def test_a_reused_key_list_never_stands_for_another_key() -> None:
+    """The global source reuses the last key's list when the key's bytes match: draws that
+    regenerate the key (every 624 words) or only move the position must still come back."""
+    scope = deterministic(seed=0)
+    for outside_draws in (0, 1, 5, 700, 2000, 3):
+        np.random.random(outside_draws)
+        before = global_state()
+        with scope:
+            np.random.random(800)  # regenerates the key inside the scope too
+        assert global_state() == before
+    data = capture().state_dict()["sources"]["numpy.random (global)"]["state"]
+    data["state"]["key"][0] ^= 1  # a state_dict is a private copy: the cached list stays intact
+    before = global_state()
+    with scope:
+        pass
+    assert global_state() == before

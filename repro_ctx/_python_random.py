@@ -7,10 +7,13 @@ under the GIL without releasing it, so no draw can interleave with them.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Final
 
 from ._plain import Plain, Resolved, check_plain, expect, field, round_trip
 from ._source import Plan, swap_by_restore
+
+_KEPT: Final = 64
+"""Seeded states kept, for the seeds used last."""
 
 
 def random_plain(state: tuple[Any, ...]) -> Plain:
@@ -49,15 +52,25 @@ class PythonRandomSource:
         self._getstate = random.getstate
         self._setstate = random.setstate
         self._seed = random.seed
+        self._seeded: dict[int, tuple[Any, ...]] = {}
 
     def capture(self) -> tuple[Any, ...]:
         state: tuple[Any, ...] = self._getstate()
         return state
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        if plan.seed is not None:
-            # about 4 us for any int: cheaper than copying in a cached state
-            self._seed(plan.seed)
+        seed = plan.seed
+        if seed is None:
+            return
+        seeded = self._seeded
+        state = seeded.get(seed)
+        if state is not None:  # copying in a seeded state is cheaper than seeding again
+            self._setstate(state)
+            return
+        self._seed(seed)
+        if len(seeded) >= _KEPT:
+            del seeded[next(iter(seeded))]  # the oldest
+        seeded[seed] = self._getstate()
 
     def restore(self, snapshot: object) -> None:
         self._setstate(snapshot)  # type: ignore[arg-type]

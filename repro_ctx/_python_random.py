@@ -53,6 +53,7 @@ class PythonRandomSource:
         self._setstate = random.setstate
         self._seed = random.seed
         self._seeded: dict[int, tuple[Any, ...]] = {}
+        self._seen: set[int] = set()
 
     def capture(self) -> tuple[Any, ...]:
         state: tuple[Any, ...] = self._getstate()
@@ -68,9 +69,17 @@ class PythonRandomSource:
             self._setstate(state)
             return
         self._seed(seed)
-        if len(seeded) >= _KEPT:
-            del seeded[next(iter(seeded))]  # the oldest
-        seeded[seed] = self._getstate()
+        # Keep the state only for a seed that comes back: reading it costs more than
+        # seeding, which a new seed on every call (a per-sample seed) would pay each time.
+        seen = self._seen
+        if seed in seen:
+            if len(seeded) >= _KEPT:
+                del seeded[next(iter(seeded))]  # the oldest
+            seeded[seed] = self._getstate()
+        else:
+            if len(seen) >= 4 * _KEPT:
+                seen.clear()
+            seen.add(seed)
 
     def restore(self, snapshot: object) -> None:
         self._setstate(snapshot)  # type: ignore[arg-type]

@@ -180,3 +180,11 @@ def test_a_seed_evicted_from_the_cache_still_follows_the_recipe() -> None:
     assert inside == _recipe_draws(1069)
     with deterministic(1000):  # the first of the 70: evicted by now
         assert _many_draws() == _recipe_draws(1000)
+
+
+def test_the_first_second_and_later_uses_of_a_seed_all_follow_the_recipe() -> None:
+    """A new seed is seeded directly, its state kept from its second use, copied in after."""
+    for _ in range(4):
+        with deterministic(4242):
+            inside = _many_draws()
+        assert inside == _recipe_draws(4242)

@@ -8,6 +8,8 @@ whose ``restore`` raises.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 TOYLIB = '''
@@ -118,3 +120,21 @@ def make_site(site: Path, *, broken: bool = False, extra: dict[str, str] | None 
     if extra:
         _distribution(site, "extra", extra)
     return site
+
+
+@contextlib.contextmanager
+def registry_preserved() -> Iterator[None]:
+    """Put the plugin registry (active, dropped, failed to load) back as it was on exit."""
+    from repro_ctx import _plugin_registry as registry
+    from repro_ctx import _sources
+
+    tables = (registry._active, registry._dropped, registry._load_failures)
+    saved = tuple(dict(table) for table in tables)
+    try:
+        yield
+    finally:
+        with _sources.lock:
+            for table, before in zip(tables, saved, strict=True):
+                table.clear()
+                table.update(before)  # type: ignore[attr-defined]
+            _sources.invalidate()

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from repro_ctx import SourcePluginWarning, _sources, deterministic
+from repro_ctx import SourcePluginWarning, deterministic
 from repro_ctx import _plugin_registry as registry
 from repro_ctx._sources import default_sources
-from tests.plugin_site import make_site
+from tests.plugin_site import make_site, registry_preserved
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,16 +252,9 @@ def fresh_loader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     })
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    saved = (dict(registry._active), dict(registry._dropped), dict(registry._load_failures))
     modules = set(sys.modules)
-    yield site
-    with _sources.lock:
-        for table, before in zip(
-            (registry._active, registry._dropped, registry._load_failures), saved, strict=True
-        ):
-            table.clear()
-            table.update(before)  # type: ignore[attr-defined]
-        _sources.invalidate()
+    with registry_preserved():
+        yield site
     for name in set(sys.modules) - modules:
         if name.split(".")[0] in ("toylib", "badrestore"):
             del sys.modules[name]

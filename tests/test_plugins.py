@@ -28,7 +28,6 @@ from repro_ctx import (
     RNGState,
     Source,
     SourcePluginWarning,
-    _sources,
     capture,
     deterministic,
     register_source,
@@ -41,6 +40,7 @@ from repro_ctx._leaks import changes
 from repro_ctx._plugins import plugin_seed
 from repro_ctx._snapshot import StateMismatchError
 from repro_ctx._sources import default_sources, describe_sources
+from tests.plugin_site import registry_preserved
 from tests.state import full_state
 
 
@@ -86,19 +86,12 @@ def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
     A test whose threads open scopes runs outside that scope: scopes are
     serialised across threads, so the test would wait for itself.
     """
-    saved = (dict(registry._active), dict(registry._dropped), dict(registry._load_failures))
-    if request.node.get_closest_marker("no_deterministic"):
-        yield
-    else:
-        with deterministic(None, algorithms=None, benchmark=None, tf32=None):
+    with registry_preserved():
+        if request.node.get_closest_marker("no_deterministic"):
             yield
-    with _sources.lock:
-        for table, before in zip(
-            (registry._active, registry._dropped, registry._load_failures), saved, strict=True
-        ):
-            table.clear()
-            table.update(before)  # type: ignore[attr-defined]
-        _sources.invalidate()
+        else:
+            with deterministic(None, algorithms=None, benchmark=None, tf32=None):
+                yield
 
 
 # --------------------------------------------------------------------------

@@ -216,6 +216,14 @@ def _from_evidence(
     ]
     reproduced = any(sample.outputs == run_1 for sample in samples)
     if not differing:
+        # Memory no op wrote may hold equal bytes in both replays (the allocator
+        # handed back the same block); the runs still read it, so it comes first.
+        for position, index in enumerate(first.origins):
+            origin = at(stream, index)
+            if origin is not None and base_name(origin.name) in UNINITIALISED:
+                return _uninitialised(
+                    op, position, origin, flags, note=" (the replays happened to read equal bytes)"
+                )
         if not reproduced:
             return Cause(
                 "state_outside_fn",
@@ -285,11 +293,11 @@ def _kernel(op: OpRecord, flags: Mapping[str, str], *, proven: bool) -> Cause:
 
 
 def _uninitialised(
-    op: OpRecord, position: int, origin: OpRecord, flags: Mapping[str, str]
+    op: OpRecord, position: int, origin: OpRecord, flags: Mapping[str, str], note: str = ""
 ) -> Cause:
     reason = (
         f"input {position + 1} of op #{op.index} {op.name} is memory from op #{origin.index} "
-        f"{origin.name}{_where(origin)} that no op wrote: uninitialised bytes"
+        f"{origin.name}{_where(origin)} that no op wrote: uninitialised bytes{note}"
     )
     if not _algorithms_on(flags):
         fix = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -52,6 +52,17 @@ class Adapter:
 
     def set(self, obj: Any, info: Any, snapshot: Any) -> None:
         raise NotImplementedError
+
+    def get_many(self, objs: Sequence[Any], infos: Sequence[Any]) -> list[object]:
+        """``get`` of each object in turn (an adapter may do it in one tighter loop)."""
+        get = self.get
+        return [get(obj, info) for obj, info in zip(objs, infos)]
+
+    def set_many(self, objs: Sequence[Any], infos: Sequence[Any], states: Sequence[Any]) -> None:
+        """``set`` of each object in turn; stops at the first failure, as ``set`` would."""
+        set_ = self.set
+        for obj, info, state in zip(objs, infos, states):
+            set_(obj, info, state)
 
     def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> object:
         """The snapshot ``obj`` has when seeded with ``seed`` at spawn key ``key``."""

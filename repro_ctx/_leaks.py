@@ -173,9 +173,8 @@ def _device_changes(source: Any, old: Any, new: Any) -> list[Change]:
     return []
 
 
-def _registry_changes(old: object, new: object) -> list[Change]:
-    assert isinstance(old, tuple)
-    assert isinstance(new, tuple)
+def _registry_changes(old: Any, new: Any) -> list[Change]:
+    """``old`` and ``new`` iterate as ``(obj, entry, state)`` (a registry capture)."""
     before = {id(obj): (obj, state) for obj, _entry, state in old}
     after = {id(obj): (obj, state) for obj, _entry, state in new}
     found = []

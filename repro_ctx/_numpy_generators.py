@@ -6,6 +6,7 @@ Imported at the first NumPy object a scope is handed, never by ``import repro_ct
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -17,6 +18,10 @@ from ._numpy_random import check_numpy_dict
 from ._plain import Plain, round_trip
 
 _write = access.bitgen_write
+_bitgen_get = access.bitgen_get
+_new_tuple = tuple.__new__
+_TAKE_LOCK = not access.BITGEN_ACCESSORS_LOCK
+_WITH_SEQUENCE = access.SEED_SEQUENCE_RESTORABLE
 
 
 class BitGenSnapshot(NamedTuple):
@@ -49,14 +54,60 @@ class _BitGenAdapter(Adapter):
     def get(self, obj: Any, info: Any) -> BitGenSnapshot:
         bitgen = obj.bit_generator if self._behind else obj
         seq = bitgen.seed_seq
-        spawned = getattr(seq, "n_children_spawned", None)
-        return BitGenSnapshot(access.bitgen_get(bitgen), seq, spawned)
+        # tuple.__new__: half the cost of the NamedTuple's own __new__, once per scope
+        return _new_tuple(BitGenSnapshot, (
+            _bitgen_get(bitgen), seq, getattr(seq, "n_children_spawned", None)))
 
     def set(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> None:
         state, seq, spawned = snapshot
         if spawned is not None and seq.n_children_spawned != spawned:
             seq = access.respawned(seq, spawned)
         _write(obj.bit_generator if self._behind else obj, state, seq)
+
+    # One loop over many generators (a scope's registered ones), each step
+    # what ``get``/``set`` do, inlined: NumPy's accessors and the lock are
+    # most of what is left per generator.
+
+    def get_many(self, objs: Sequence[Any], infos: Sequence[Any]) -> list[object]:
+        out: list[object] = []
+        append, behind, lock = out.append, self._behind, _TAKE_LOCK
+        for obj in objs:
+            bitgen = obj.bit_generator if behind else obj
+            seq = bitgen.seed_seq
+            if lock:  # acquire/release: half the cost of a with block
+                held = bitgen.lock
+                held.acquire()
+                try:
+                    state = bitgen.state
+                finally:
+                    held.release()
+            else:
+                state = bitgen.state
+            if state["bit_generator"] == "MT19937":
+                state = access.settable(state)
+            append(_new_tuple(BitGenSnapshot, (
+                state, seq, getattr(seq, "n_children_spawned", None))))
+        return out
+
+    def set_many(self, objs: Sequence[Any], infos: Sequence[Any], states: Sequence[Any]) -> None:
+        if not _WITH_SEQUENCE:  # NumPy < 2.0: no spawn counter to restore
+            for obj, state in zip(objs, states):
+                self.set(obj, None, state)
+            return
+        behind, lock = self._behind, _TAKE_LOCK
+        for obj, (state, seq, spawned) in zip(objs, states):
+            if spawned is not None and seq.n_children_spawned != spawned:
+                seq = access.respawned(seq, spawned)
+            bitgen = obj.bit_generator if behind else obj
+            if lock:
+                held = bitgen.lock
+                held.acquire()
+                try:
+                    bitgen.__setstate__((state, seq))
+                finally:
+                    held.release()
+            else:
+                bitgen.__setstate__((state, seq))
 
     def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
         bitgen_type: Any = type(self._bitgen(obj))

@@ -17,6 +17,7 @@ import itertools
 import sys
 import threading
 import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._fork import renew_after_fork
@@ -127,6 +128,76 @@ def _describe(entry: Plain) -> str:
     return f"{entry['kind']}({entry['type']})"
 
 
+class _Layout:
+    """The registered entries one capture found alive, and what follows from them alone.
+
+    The runs of consecutive entries that share an adapter (each run is read
+    and written by one adapter call) and the seeded states of the last seed.
+    Kept between captures while the same entries are alive: it holds no
+    generator object beyond what the entries hold.
+    """
+
+    __slots__ = ("entries", "infos", "runs", "seeded")
+
+    def __init__(self, entries: tuple[_Entry, ...]) -> None:
+        self.entries = entries
+        self.infos = tuple([entry.info for entry in entries])
+        runs: list[tuple[Adapter, int, int]] = []
+        start, count = 0, len(entries)
+        while start < count:
+            adapter = entries[start].adapter
+            end = start + 1
+            while end < count and entries[end].adapter is adapter:
+                end += 1
+            runs.append((adapter, start, end))
+            start = end
+        self.runs = tuple(runs)
+        self.seeded: tuple[int, tuple[object, ...]] | None = None
+
+
+class Captured:
+    """What one capture saw: the live registered generators and their states.
+
+    Parallel to its layout's entries, in registration order. Iterating
+    yields ``(obj, entry, state)`` triples.
+    """
+
+    __slots__ = ("layout", "objs", "states")
+
+    def __init__(
+        self, objs: tuple[object, ...], layout: _Layout, states: tuple[object, ...]
+    ) -> None:
+        self.objs = objs
+        self.layout = layout
+        self.states = states
+
+    @classmethod
+    def of(cls, triples: Sequence[tuple[object, _Entry, object]]) -> Captured:
+        """A capture made of ``(obj, entry, state)`` triples (a loaded state, a test)."""
+        return cls(tuple(t[0] for t in triples), _Layout(tuple(t[1] for t in triples)),
+                   tuple(t[2] for t in triples))
+
+    def __iter__(self) -> Iterator[tuple[object, _Entry, object]]:
+        return zip(self.objs, self.layout.entries, self.states)
+
+    def __len__(self) -> int:
+        return len(self.objs)
+
+    def write(self, states: Sequence[object]) -> None:
+        """Write ``states`` (one per generator, in order), one adapter call per run."""
+        objs, layout = self.objs, self.layout
+        infos, runs = layout.infos, layout.runs
+        if len(runs) == 1:  # the usual case: no slicing
+            runs[0][0].set_many(objs, infos, states)
+            return
+        for adapter, start, end in runs:
+            adapter.set_many(objs[start:end], infos[start:end], states[start:end])
+
+
+_NOTHING = Captured((), _Layout(()), ())
+_last_layout = _NOTHING.layout
+
+
 class RegistrySource:
     """Every registered generator; the snapshot holds the objects it captured.
 
@@ -138,45 +209,73 @@ class RegistrySource:
     name = "registered generators"
     kind = "registry"
 
-    def capture(self) -> tuple[tuple[object, _Entry, object], ...]:
+    def capture(self) -> Captured:
         if not _entries:
-            return ()
+            return _NOTHING
         with _lock:
-            _prune()
-            captured = []
-            for entry in _entries.values():
-                obj = entry.get()
-                if obj is not None:
-                    captured.append((obj, entry, entry.adapter.get(obj, entry.info)))
-            return tuple(captured)
+            objs: list[object] = []
+            entries: list[_Entry] = []
+            dead = []
+            getrefcount, sole_owner = sys.getrefcount, _SOLE_OWNER
+            # one pass prunes and collects: an entry only the registry holds is dropped
+            for key, entry in _entries.items():
+                ref = entry.ref
+                if ref is None:
+                    obj = entry.strong
+                    if getrefcount(obj) <= sole_owner + 1:  # + 1: the local ``obj``
+                        dead.append(key)
+                        continue
+                else:
+                    obj = ref()
+                    if obj is None:
+                        dead.append(key)
+                        continue
+                objs.append(obj)
+                entries.append(entry)
+            for key in dead:
+                del _entries[key]
+            global _last_layout
+            layout = _last_layout
+            if layout.entries != tuple(entries):  # identity: _Entry has no __eq__
+                layout = _last_layout = _Layout(tuple(entries))
+            found = tuple(objs)
+            states: list[object] = []
+            for adapter, start, end in layout.runs:
+                states += adapter.get_many(found[start:end], layout.infos[start:end])
+            return Captured(found, layout, tuple(states))
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        if plan.seed is None:
+        assert isinstance(snapshot, Captured)
+        if plan.seed is None or not snapshot.objs:
             return
-        assert isinstance(snapshot, tuple)
-        seed = plan.seed
-        for obj, entry, _state in snapshot:
-            adapter, info = entry.adapter, entry.info
-            seeded = entry.seeded
-            if seeded is None or seeded[0] != seed:
-                state = adapter.seeded(obj, info, seed, (REGISTERED_GENERATORS_KEY, entry.key))
-                entry.seeded = seeded = (seed, state)
-            adapter.set(obj, info, seeded[1])
+        seed, layout = plan.seed, snapshot.layout
+        seeded = layout.seeded
+        if seeded is None or seeded[0] != seed:
+            states = []
+            for obj, entry in zip(snapshot.objs, layout.entries):
+                mine = entry.seeded
+                if mine is None or mine[0] != seed:
+                    state = entry.adapter.seeded(obj, entry.info, seed,
+                                                 (REGISTERED_GENERATORS_KEY, entry.key))
+                    entry.seeded = mine = (seed, state)
+                states.append(mine[1])
+            layout.seeded = seeded = (seed, tuple(states))
+        snapshot.write(seeded[1])
 
     def restore(self, snapshot: object) -> None:
-        assert isinstance(snapshot, tuple)
-        for obj, entry, state in snapshot:
-            entry.adapter.set(obj, entry.info, state)
+        assert isinstance(snapshot, Captured)
+        if snapshot.objs:
+            snapshot.write(snapshot.states)
 
     def swap(self, snapshot: object) -> object:
-        if not snapshot and not _entries:  # nothing registered, then or now
-            return ()
+        if not _entries and not snapshot:  # nothing registered, then or now
+            return _NOTHING
         return swap_by_restore(self, snapshot)
 
     # -- plain data -------------------------------------------------------------
 
     def to_plain(self, snapshot: object) -> Plain:
-        assert isinstance(snapshot, tuple)
+        assert isinstance(snapshot, Captured)
         out = []
         for obj, entry, state in snapshot:
             adapter, info = entry.adapter, entry.info
@@ -201,7 +300,7 @@ class RegistrySource:
         return out
 
     def resolve(self, data: Plain) -> Resolved:
-        live = self.capture()
+        live = list(self.capture())
         loaded: list[Plain] = data["generators"]
         restore: list[tuple[object, _Entry, object]] = []
         mismatches: list[str] = []
@@ -224,7 +323,7 @@ class RegistrySource:
         mismatches += [f"#{i} {entry.adapter.kind} registered here was not captured"
                        for i, (_obj, entry, _state) in enumerate(live[len(loaded):],
                                                                  start=len(loaded))]
-        return Resolved(tuple(restore), tuple(mismatches))
+        return Resolved(Captured.of(restore), tuple(mismatches))
 
     @staticmethod
     def items(data: Plain) -> dict[str, Plain]:

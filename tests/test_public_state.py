@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -266,6 +266,57 @@ def test_a_passed_random_states_lock_delays_scope_entry() -> None:
     rs = np.random.RandomState(3)
     lock = access.bit_generator_of(rs).lock
     _entry_waits_for(lock, deterministic(seed=0, generators=[rs]))
+
+
+def _held(lock: Any) -> bool:
+    """Whether some thread holds ``lock`` (a Lock or an RLock): another thread cannot take it."""
+    free: list[bool] = []
+
+    def probe() -> None:
+        free.append(lock.acquire(blocking=False))
+        if free[0]:
+            lock.release()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return not free[0]
+
+
+class _LockCheckedMT19937(np.random.MT19937):
+    """Records, at every state read and write, whether the generator's lock was held."""
+
+    seen: ClassVar[list[tuple[str, bool]]] = []
+
+    @property  # type: ignore[override]
+    def state(self) -> dict[str, Any]:
+        type(self).seen.append(("get", _held(self.lock)))
+        return np.random.MT19937.state.__get__(self)  # type: ignore[attr-defined,no-any-return]
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        type(self).seen.append(("set", _held(self.lock)))
+        np.random.MT19937.state.__set__(self, value)  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(access.BITGEN_ACCESSORS_LOCK, reason="NumPy's accessors lock themselves")
+@pytest.mark.parametrize("how", ["registered", "passed"])
+def test_every_state_read_and_write_holds_the_lock(how: str) -> None:
+    """Not only entry: the seeding write and the restoring write hold the lock too."""
+    g = np.random.Generator(_LockCheckedMT19937(7))
+    scope = deterministic(seed=0, generators=[g] if how == "passed" else [])
+    if how == "registered":
+        register(g)
+    try:
+        _LockCheckedMT19937.seen.clear()
+        with scope:
+            g.random()
+    finally:
+        if how == "registered":
+            unregister(g)
+    assert [kind for kind, _held in _LockCheckedMT19937.seen].count("set") >= 2
+    assert ("get", True) in _LockCheckedMT19937.seen
+    assert all(held for _kind, held in _LockCheckedMT19937.seen), _LockCheckedMT19937.seen
 
 
 def _draws_concurrently(draw: Callable[[], object], stop: threading.Event) -> threading.Thread:

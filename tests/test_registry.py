@@ -109,6 +109,45 @@ def test_dead_objects_are_released_at_scope_entry_without_gc() -> None:
         gc.enable()
 
 
+def test_plain_numpy_objects_are_released_at_scope_entry_without_gc() -> None:
+    """Held strongly (no weak references): the scope's capture drops what only it holds."""
+    obj = np.random.default_rng(1)
+    lock_ref = weakref.ref(obj.bit_generator.lock)
+    kept = np.random.default_rng(2)
+    register(obj)
+    register(kept)
+    state = kept.bit_generator.state
+    gc.disable()
+    try:
+        del obj
+        with deterministic(0):
+            inside = kept.random()
+        assert lock_ref() is None
+    finally:
+        gc.enable()
+        unregister(kept)
+    assert kept.bit_generator.state == state  # the live one was captured and restored
+    assert inside != np.random.default_rng(2).random()  # ...and seeded
+
+
+def test_each_seed_seeds_registered_generators_anew() -> None:
+    """Seeded states are cached per seed: a scope with another seed must not reuse them."""
+    g = np.random.default_rng(5)
+    r = random.Random(5)
+    register(g)
+    register(r)  # two adapters: two runs of one adapter call each
+    try:
+        draws = {}
+        for seed in (1, 2, 1, 3, 2):
+            with deterministic(seed):
+                draw = (g.random(), r.random())
+            assert draws.setdefault(seed, draw) == draw, seed
+        assert len(set(draws.values())) == 3
+    finally:
+        unregister(g)
+        unregister(r)
+
+
 def test_object_alive_elsewhere_stays_registered() -> None:
     obj = np.random.default_rng(1)
     holder = [obj]

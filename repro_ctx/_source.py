@@ -45,9 +45,10 @@ class Source(Protocol):
     ``swap(snapshot)`` is capture followed by restore, returning what was
     captured: what a generator or coroutine scope does to every source at
     every suspension and resumption. A source whose restore reads the current
-    state first (flags, TF32, environment) reuses that read, and the flag
-    sources remember their last write so that the swap back skips the
-    comparison; a source with no cheaper way says ``swap = swap_by_restore``.
+    state first (flags, TF32, environment) reuses that read; the flags
+    remember their last write so that the swap back skips the comparison,
+    and TF32 replays the writes of a transition it has made before. A source
+    with no cheaper way says ``swap = swap_by_restore``.
     A swap whose restore fails
     puts the captured state back before the error propagates, so a source is
     never left half-swapped.

@@ -34,6 +34,7 @@ _NODES = (
 _MATMUL_NODES = (("cuda", "matmul"), ("mkldnn", "matmul"))
 _MATMUL_PRECISIONS: Final = ("highest", "high", "medium")
 _CUDNN_NODES = (("cuda", "conv"), ("cuda", "rnn"))
+_REPLAYS_KEPT: Final = 32
 
 
 class TF32Snapshot(NamedTuple):
@@ -109,12 +110,11 @@ class TF32Source(WritesDifferences):
         )
         self._get_node: Any = getter
         self._set_node: Any = getattr(c, "_set_fp32_precision_setter", None)
-        # The last swap: (state before, state written, the writes
-        # from the one to the other if they can be replayed, the writes back
-        # if known).
-        self._last: tuple[object, object, _Writes | None, _Writes | None] = (
-            None, None, None, None
-        )
+        # Writes from one state to another, by the two snapshots' values, for
+        # the transitions whose writes depend on nothing else (see
+        # ``_write_differences``): a scope's exit and a generator's
+        # suspension and resumption repeat a handful of them.
+        self._replays: dict[tuple[TF32Snapshot, TF32Snapshot], _Writes] = {}
 
     def _read_nodes(self) -> tuple[str, ...]:
         if not self._nodes:
@@ -156,22 +156,18 @@ class TF32Source(WritesDifferences):
                 self._set_node(backend, op, value)
 
     def _write(self, current: TF32Snapshot, snapshot: TF32Snapshot, remember: bool) -> None:
-        last_from, last_to, forward, back = self._last
-        if snapshot is last_from and current == last_to:
-            # Undoing the last write, nothing changed since (a generator's
-            # suspension after its resumption, and back): the writes that
-            # went this way before still do, so no node is read again.
-            if back is None:
-                back = self._write_differences(current, snapshot)
-            else:
-                for write, args in back:
-                    write(*args)
-            if remember:
-                self._last = (current, snapshot, back, forward)
-        else:
-            writes = self._write_differences(current, snapshot)
-            if remember:
-                self._last = (current, snapshot, writes, None)
+        replays = self._replays
+        key = (current, snapshot)
+        writes = replays.get(key)
+        if writes is not None:  # this transition came before: no node is read again
+            for write, args in writes:
+                write(*args)
+            return
+        writes = self._write_differences(current, snapshot)
+        if writes is not None:
+            if len(replays) >= _REPLAYS_KEPT:
+                replays.clear()
+            replays[key] = writes
 
     def _write_differences(self, current: TF32Snapshot, snapshot: TF32Snapshot) -> _Writes | None:
         """Write the legacy values, then every node that still differs.

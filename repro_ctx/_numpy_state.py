@@ -99,15 +99,29 @@ def global_bit_generator() -> Any:
     return _get_bit_generator()
 
 
-def global_get() -> dict[str, Any]:
-    """``np.random.get_state(legacy=False)``, cached Gaussian included, keys as lists."""
-    with legacy_lock(_get_bit_generator()):
+def _global_get_locked() -> dict[str, Any]:
+    with _get_bit_generator().lock:
         return settable(np.random.get_state(legacy=False))
 
 
-def global_set(state: dict[str, Any]) -> None:
-    with legacy_lock(_get_bit_generator()):
+def _global_get_self_locking() -> dict[str, Any]:
+    return settable(np.random.get_state(legacy=False))
+
+
+def _global_set_locked(state: dict[str, Any]) -> None:
+    with _get_bit_generator().lock:
         np.random.set_state(state)
+
+
+def _global_set_self_locking(state: dict[str, Any]) -> None:
+    np.random.set_state(state)
+
+
+# chosen once, like the lock table: no per-call branch or null context
+global_get: Final = _global_get_self_locking if LEGACY_ACCESSORS_LOCK else _global_get_locked
+"""``np.random.get_state(legacy=False)``, cached Gaussian included, keys as lists."""
+global_set: Final = _global_set_self_locking if LEGACY_ACCESSORS_LOCK else _global_set_locked
+"""``np.random.set_state(state)`` under the global bit generator's lock."""
 
 
 def global_use(bit_generator: Any) -> None:

@@ -52,7 +52,8 @@ class Flag:
 class FlagsSource(WritesDifferences):
     """A table of independent flags, captured as one tuple."""
 
-    __slots__ = ("_getters", "_last", "_positions", "_setters", "_targets", "flags", "name")
+    __slots__ = ("_getters", "_last", "_last_targets", "_positions", "_setters", "_targets",
+                 "flags", "name")
 
     def __init__(self, name: str, flags: tuple[Flag, ...]) -> None:
         self.name = name
@@ -61,6 +62,7 @@ class FlagsSource(WritesDifferences):
         self._setters = tuple(flag.set for flag in flags)
         self._positions = range(len(flags))
         self._targets: dict[tuple[object, ...], tuple[tuple[int, object], ...]] = {}
+        self._last_targets: tuple[Plan | None, tuple[tuple[int, object], ...]] = (None, ())
         # (state before, state written, the positions where they differ) of
         # the last swap; the swap or restore back reuses the positions.
         self._last: tuple[object, object, tuple[int, ...]] = (None, None, ())
@@ -74,12 +76,16 @@ class FlagsSource(WritesDifferences):
         Computed once per ``plan.settings``: no flag depends on the seed, so a
         new seed on every call (a per-sample seed) reuses it.
         """
+        last_plan, last_targets = self._last_targets
+        if plan is last_plan:  # the same scope again: not even the settings tuple
+            return last_targets
         key = plan.settings
         targets = self._targets.get(key)
         if targets is None:
             wanted = ((index, flag.wanted(plan)) for index, flag in enumerate(self.flags))
             targets = tuple((index, value) for index, value in wanted if value is not LEAVE)
             self._targets[key] = targets  # at most 4 * 3 * 3 * 3 distinct settings
+        self._last_targets = (plan, targets)
         return targets
 
     def seed(self, snapshot: object, plan: Plan) -> None:

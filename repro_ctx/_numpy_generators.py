@@ -17,8 +17,6 @@ from ._generators import Adapter, sequence
 from ._numpy_random import check_numpy_dict
 from ._plain import Plain, round_trip
 
-_write = access.bitgen_write
-_bitgen_get = access.bitgen_get
 _new_tuple = tuple.__new__
 _TAKE_LOCK = not access.BITGEN_ACCESSORS_LOCK
 _WITH_SEQUENCE = access.SEED_SEQUENCE_RESTORABLE
@@ -51,22 +49,16 @@ class _BitGenAdapter(Adapter):
     def type_name(self, obj: Any, info: Any) -> str:
         return type(self._bitgen(obj)).__name__
 
-    def get(self, obj: Any, info: Any) -> BitGenSnapshot:
-        bitgen = obj.bit_generator if self._behind else obj
-        seq = bitgen.seed_seq
-        # tuple.__new__: half the cost of the NamedTuple's own __new__, once per scope
-        return _new_tuple(BitGenSnapshot, (
-            _bitgen_get(bitgen), seq, getattr(seq, "n_children_spawned", None)))
+    def get(self, obj: Any, info: Any) -> object:
+        return self.get_many((obj,), (info,))[0]
 
     def set(self, obj: Any, info: Any, snapshot: BitGenSnapshot) -> None:
-        state, seq, spawned = snapshot
-        if spawned is not None and seq.n_children_spawned != spawned:
-            seq = access.respawned(seq, spawned)
-        _write(obj.bit_generator if self._behind else obj, state, seq)
+        self.set_many((obj,), (info,), (snapshot,))
 
-    # One loop over many generators (a scope's registered ones), each step
-    # what ``get``/``set`` do, inlined: NumPy's accessors and the lock are
-    # most of what is left per generator.
+    # One loop over many generators (a scope's registered ones): NumPy's
+    # accessors and the lock are most of what is left per generator. The
+    # lock (when _numpy_state's table says NumPy does not take it) is taken
+    # with acquire/release, half the cost of a with block.
 
     def get_many(self, objs: Sequence[Any], infos: Sequence[Any]) -> list[object]:
         out: list[object] = []
@@ -74,7 +66,7 @@ class _BitGenAdapter(Adapter):
         for obj in objs:
             bitgen = obj.bit_generator if behind else obj
             seq = bitgen.seed_seq
-            if lock:  # acquire/release: half the cost of a with block
+            if lock:
                 held = bitgen.lock
                 held.acquire()
                 try:
@@ -85,21 +77,20 @@ class _BitGenAdapter(Adapter):
                 state = bitgen.state
             if state["bit_generator"] == "MT19937":
                 state = access.settable(state)
+            # tuple.__new__: half the cost of the NamedTuple's own __new__
             append(_new_tuple(BitGenSnapshot, (
                 state, seq, getattr(seq, "n_children_spawned", None))))
         return out
 
     def set_many(self, objs: Sequence[Any], infos: Sequence[Any], states: Sequence[Any]) -> None:
-        if not _WITH_SEQUENCE:  # NumPy < 2.0: no spawn counter to restore
-            for obj, state in zip(objs, states):
-                self.set(obj, None, state)
-            return
         behind, lock = self._behind, _TAKE_LOCK
         for obj, (state, seq, spawned) in zip(objs, states):
             if spawned is not None and seq.n_children_spawned != spawned:
                 seq = access.respawned(seq, spawned)
             bitgen = obj.bit_generator if behind else obj
-            if lock:
+            if not _WITH_SEQUENCE:  # NumPy < 2.0: no spawn counter to restore
+                access.bitgen_set(bitgen, state)
+            elif lock:
                 held = bitgen.lock
                 held.acquire()
                 try:

@@ -195,22 +195,12 @@ def respawned(seq: Any, spawned: int) -> Any:
     )
 
 
-def _write_with_sequence_locked(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
-    with bit_generator.lock:
-        bit_generator.__setstate__((state, seq))
+def bitgen_set(bit_generator: Any, state: dict[str, Any]) -> None:
+    """``bit_generator.state = state`` under its lock: the state alone, without its SeedSequence.
 
-
-def _write_with_sequence_self_locking(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
-    bit_generator.__setstate__((state, seq))
-
-
-def _write_state_only(bit_generator: Any, state: dict[str, Any], seq: Any) -> None:
+    What NumPy < 2.0 offers. From 2.0 the registry and the generator adapter
+    write ``__setstate__((state, seed_seq))`` themselves, in one loop over
+    many generators, holding the lock when ``BITGEN_ACCESSORS_LOCK`` says to.
+    """
     with bitgen_lock(bit_generator):
         bit_generator.state = state
-
-
-bitgen_write: Final = (
-    (_write_with_sequence_self_locking if BITGEN_ACCESSORS_LOCK else _write_with_sequence_locked)
-    if SEED_SEQUENCE_RESTORABLE else _write_state_only
-)
-"""Write a state and its SeedSequence (NumPy >= 2.0; before that the state alone)."""

@@ -37,7 +37,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment_note, per_call_medians, print_table
+from _timing import (
+    environment_note,
+    paired_median,
+    per_call_medians,
+    per_call_samples,
+    print_table,
+)
 
 from repro_ctx import (
     deterministic,
@@ -205,13 +211,13 @@ def cost_of_a_new_seed() -> None:
     def same_seed() -> None:
         per_sample(7)
 
-    medians = per_call_medians({"new seed": new_seed, "same seed": same_seed},
+    samples = per_call_samples({"new seed": new_seed, "same seed": same_seed},
                                calls=500, rounds=15)
     print("\na new seed on every call (@reproducible(seed=lambda i: i)), median per call")
-    for name, value in medians.items():
-        print(f"  {value * 1e6:9.2f} us  {name}")
-    extra = (medians["new seed"] - medians["same seed"]) * 1e6
-    print(f"  a new seed costs {extra:.2f} us more than a repeated one")
+    for name, values in samples.items():
+        print(f"  {statistics.median(values) * 1e6:9.2f} us  {name}")
+    extra = paired_median(samples, "new seed", "same seed") * 1e6
+    print(f"  a new seed costs {extra:.2f} us more than a repeated one (paired by round)")
 
 
 def profile_sources(cycles: int = 20_000) -> None:

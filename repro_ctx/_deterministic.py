@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -147,7 +146,7 @@ class deterministic:
         """The plan as applied in this process: per-rank scopes seed from (seed, rank)."""
         plan = self._plan
         if self._per_rank and plan.seed is not None:
-            return dataclasses.replace(plan, seed=rank_seed(plan.seed, current_rank()))
+            return plan.with_seed(rank_seed(plan.seed, current_rank()))
         return plan
 
     def start(self) -> Activation:

@@ -10,7 +10,6 @@ provides the sources and the plan.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import sys
@@ -205,7 +204,7 @@ def _called_plan(scope: deterministic, seed_of: SeedCallable) -> PlanFor:
     def plan_with(seed: int | None, rank: int | None) -> Plan:
         if seed is not None and rank is not None:
             seed = rank_seed(seed, rank)
-        return dataclasses.replace(base, seed=seed)
+        return base.with_seed(seed)
 
     def plan_for(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
         value = seed_of(*args, **kwargs) if instance is None else seed_of(instance, *args, **kwargs)

@@ -7,13 +7,11 @@ under the GIL without releasing it, so no draw can interleave with them.
 from __future__ import annotations
 
 import random
-from typing import Any, Final
+from typing import Any
 
 from ._plain import Plain, Resolved, check_plain, expect, field, round_trip
+from ._seeded_states import SeededStates
 from ._source import Plan, swap_by_restore
-
-_KEPT: Final = 64
-"""Seeded states kept, for the seeds used last."""
 
 
 def random_plain(state: tuple[Any, ...]) -> Plain:
@@ -52,8 +50,7 @@ class PythonRandomSource:
         self._getstate = random.getstate
         self._setstate = random.setstate
         self._seed = random.seed
-        self._seeded: dict[int, tuple[Any, ...]] = {}
-        self._seen: set[int] = set()
+        self._seeded: SeededStates[tuple[Any, ...]] = SeededStates()
 
     def capture(self) -> tuple[Any, ...]:
         state: tuple[Any, ...] = self._getstate()
@@ -63,23 +60,12 @@ class PythonRandomSource:
         seed = plan.seed
         if seed is None:
             return
-        seeded = self._seeded
-        state = seeded.get(seed)
+        state = self._seeded.get(seed)
         if state is not None:  # copying in a seeded state is cheaper than seeding again
             self._setstate(state)
             return
         self._seed(seed)
-        # Keep the state only for a seed that comes back: reading it costs more than
-        # seeding, which a new seed on every call (a per-sample seed) would pay each time.
-        seen = self._seen
-        if seed in seen:
-            if len(seeded) >= _KEPT:
-                del seeded[next(iter(seeded))]  # the oldest
-            seeded[seed] = self._getstate()
-        else:
-            if len(seen) >= 4 * _KEPT:
-                seen.clear()
-            seen.add(seed)
+        self._seeded.seeded(seed, self._getstate)
 
     def restore(self, snapshot: object) -> None:
         self._setstate(snapshot)  # type: ignore[arg-type]

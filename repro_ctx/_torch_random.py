@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from ._plain import Plain, Resolved, byte_tensor, check_plain, field
+from ._seeded_states import SeededStates
 from ._source import Plan, swap_by_restore
 
 if TYPE_CHECKING:
     import torch
 
-_KEPT: Final = 64
 
 
 def state_size_mismatch(loaded: torch.Tensor, current: torch.Tensor) -> str | None:
@@ -62,16 +62,15 @@ class TorchCPUSource(TensorStatePlain):
     Seeding goes through the generator itself, not ``torch.manual_seed``,
     which also seeds (or queues seeding for) every accelerator backend and
     costs over a hundred times more. Accelerators are their own sources. A
-    seed seen before is seeded by copying in the state ``manual_seed`` left
-    (several times cheaper than seeding again); a new seed is seeded directly
-    and its state kept for next time (the last ``_KEPT`` seeds).
+    seed that comes back is seeded by copying in the state ``manual_seed``
+    left (see ``SeededStates``).
     """
 
     name = "torch (cpu)"
 
     def __init__(self, torch: Any) -> None:
         self._generator = torch.default_generator
-        self._seeded: dict[int, object] = {}
+        self._seeded: SeededStates[object] = SeededStates()
 
     def capture(self) -> object:
         return self._generator.get_state()
@@ -80,15 +79,13 @@ class TorchCPUSource(TensorStatePlain):
         seed = plan.seed
         if seed is None:
             return
-        generator, seeded = self._generator, self._seeded
-        state = seeded.get(seed)
+        generator = self._generator
+        state = self._seeded.get(seed)
         if state is not None:
             generator.set_state(state)
             return
         generator.manual_seed(seed)
-        if len(seeded) >= _KEPT:
-            del seeded[next(iter(seeded))]  # the oldest
-        seeded[seed] = generator.get_state()
+        self._seeded.seeded(seed, generator.get_state)
 
     def restore(self, snapshot: object) -> None:
         self._generator.set_state(snapshot)

@@ -175,11 +175,59 @@ def test_every_supported_generator_is_seeded_and_restored(make: object) -> None:
 def test_a_seed_evicted_from_the_cache_still_follows_the_recipe() -> None:
     """Seeded states are cached for 64 seeds at a time; an evicted one is computed again."""
     for seed in range(1000, 1070):
-        with deterministic(seed):
-            inside = _many_draws()
+        for _ in range(2):  # kept from the second use on
+            with deterministic(seed):
+                inside = _many_draws()
     assert inside == _recipe_draws(1069)
     with deterministic(1000):  # the first of the 70: evicted by now
         assert _many_draws() == _recipe_draws(1000)
+
+
+def test_a_plan_with_another_seed_keeps_every_other_field() -> None:
+    """``Plan.with_seed`` spells the fields out: one added to Plan must be carried too."""
+    import dataclasses
+
+    from repro_ctx._source import Plan
+
+    values = {"seed": 1, "algorithms": "warn", "benchmark": True, "tf32": True,
+              "fill_uninitialized_memory": False}
+    assert {field.name for field in dataclasses.fields(Plan)} == set(values)
+    plan = Plan(**values)  # type: ignore[arg-type]
+    assert plan.with_seed(9) == dataclasses.replace(plan, seed=9)
+    assert plan.with_seed(None) == dataclasses.replace(plan, seed=None)
+
+
+def test_seeded_states_are_kept_from_the_second_use_for_the_last_seeds() -> None:
+    from repro_ctx._seeded_states import _SEEN, KEPT, SeededStates
+
+    reads: list[int] = []
+    cache: SeededStates[str] = SeededStates()
+
+    def use(seed: int) -> str | None:
+        def read() -> str:
+            reads.append(seed)
+            return f"state {seed}"
+
+        kept = cache.get(seed)
+        if kept is None:
+            cache.seeded(seed, read)
+        return kept
+
+    assert use(1) is None  # first use: seeded...
+    assert reads == []  # ...and nothing read
+    assert use(1) is None  # second use: seeded again...
+    assert reads == [1]  # ...and its state read
+    assert use(1) == "state 1"  # later: copied in...
+    assert reads == [1]  # ...and nothing read
+    for seed in range(2, KEPT + 2):
+        use(seed)
+        use(seed)
+    assert cache.get(1) is None  # the oldest of KEPT + 1 went
+    assert cache.get(KEPT + 1) == f"state {KEPT + 1}"
+    for seed in range(10_000, 10_000 + _SEEN):  # seeds used once fill the set, which starts again
+        use(seed)
+    assert use(10_000) is None
+    assert cache.get(10_000) is None  # its first use was forgotten: this was a first use again
 
 
 def test_the_first_second_and_later_uses_of_a_seed_all_follow_the_recipe() -> None:

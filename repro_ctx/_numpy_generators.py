@@ -23,17 +23,21 @@ _WITH_SEQUENCE = access.SEED_SEQUENCE_RESTORABLE
 
 
 class BitGenSnapshot(NamedTuple):
-    """A bit generator's public state and its SeedSequence with the spawn counter."""
+    """A bit generator's public state and SeedSequence, and the sequence's spawn counter."""
 
-    state: dict[str, Any]
-    seed_seq: Any
+    pair: tuple[dict[str, Any], Any]
+    """``(state, seed_seq)``: what ``__getstate__`` returns and ``__setstate__`` takes (NumPy 2)."""
     spawned: int | None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.pair[0]
 
 
 @lru_cache(maxsize=256)
 def _seeded_bitgen(bitgen_type: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
     seq = sequence(seed, key)
-    return BitGenSnapshot(access.bitgen_get(bitgen_type(seq)), seq, 0)
+    return BitGenSnapshot((access.bitgen_get(bitgen_type(seq)), seq), 0)
 
 
 class _BitGenAdapter(Adapter):
@@ -65,40 +69,41 @@ class _BitGenAdapter(Adapter):
         append, behind, lock = out.append, self._behind, _TAKE_LOCK
         for obj in objs:
             bitgen = obj.bit_generator if behind else obj
-            seq = bitgen.seed_seq
             if lock:
                 held = bitgen.lock
                 held.acquire()
                 try:
-                    state = bitgen.state
+                    pair = bitgen.__getstate__()
                 finally:
                     held.release()
             else:
-                state = bitgen.state
-            if state["bit_generator"] == "MT19937":
-                state = access.settable(state)
+                pair = bitgen.__getstate__()
+            if not _WITH_SEQUENCE:  # NumPy < 2.0 pickles the state alone
+                pair = (pair, bitgen.seed_seq)
+            if pair[0]["bit_generator"] == "MT19937":
+                access.settable(pair[0])  # in place: the key as a list
             # tuple.__new__: half the cost of the NamedTuple's own __new__
             append(_new_tuple(BitGenSnapshot, (
-                state, seq, getattr(seq, "n_children_spawned", None))))
+                pair, getattr(pair[1], "n_children_spawned", None))))
         return out
 
     def set_many(self, objs: Sequence[Any], infos: Sequence[Any], states: Sequence[Any]) -> None:
         behind, lock = self._behind, _TAKE_LOCK
-        for obj, (state, seq, spawned) in zip(objs, states):
-            if spawned is not None and seq.n_children_spawned != spawned:
-                seq = access.respawned(seq, spawned)
+        for obj, (pair, spawned) in zip(objs, states):
+            if spawned is not None and pair[1].n_children_spawned != spawned:
+                pair = (pair[0], access.respawned(pair[1], spawned))
             bitgen = obj.bit_generator if behind else obj
             if not _WITH_SEQUENCE:  # NumPy < 2.0: no spawn counter to restore
-                access.bitgen_set(bitgen, state)
+                access.bitgen_set(bitgen, pair[0])
             elif lock:
                 held = bitgen.lock
                 held.acquire()
                 try:
-                    bitgen.__setstate__((state, seq))
+                    bitgen.__setstate__(pair)
                 finally:
                     held.release()
             else:
-                bitgen.__setstate__((state, seq))
+                bitgen.__setstate__(pair)
 
     def seeded(self, obj: Any, info: Any, seed: int, key: tuple[int, ...]) -> BitGenSnapshot:
         bitgen_type: Any = type(self._bitgen(obj))
@@ -117,7 +122,7 @@ class _BitGenAdapter(Adapter):
                    lambda: access.listed(scratch.state), data, "state")
         # a checkpoint holds the stream, not the spawn history: keep the live SeedSequence
         seq, spawned = access.seed_sequence(bitgen)
-        return BitGenSnapshot(data, seq, spawned)
+        return BitGenSnapshot((data, seq), spawned)
 
 
 @lru_cache(maxsize=256)

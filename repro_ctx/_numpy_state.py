@@ -61,7 +61,7 @@ _last_key: tuple[bytes, list[int]] = (b"", [])
 
 
 def settable(state: dict[str, Any]) -> dict[str, Any]:
-    """A fresh state from a getter, made cheap to set again: MT19937's key as a list.
+    """A fresh state from a getter, made cheap to set again (in place): MT19937's key as a list.
 
     MT19937 draws from a key it regenerates only every 624 words, so a key
     read again is most often the one read last (a scope per training step):

@@ -5,7 +5,7 @@ The registry must never be what keeps a generator alive. ``random.Random`` and
 BitGenerator and RandomState cannot be weakly referenced, so they are held
 strongly and released as soon as the registry is their only owner, which is
 checked by reference count on every scope entry, on every registry call and
-at every garbage-collection pass (``gc.callbacks``): ``del gen; gc.collect()``
+at every full garbage collection (``gc.callbacks``): ``del gen; gc.collect()``
 releases the object.
 """
 
@@ -73,7 +73,11 @@ def _prune() -> None:
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
-    if phase == "stop" and _entries and _lock.acquire(blocking=False):
+    # full collections only (``gc.collect()``): a scope's own allocations trigger
+    # young ones every few scopes, and every scope entry prunes anyway
+    if phase == "stop" and info.get("generation") == 2 and _entries and _lock.acquire(
+        blocking=False
+    ):
         try:
             _prune()
         finally:

@@ -29,7 +29,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -105,6 +107,36 @@ def compare_with_peers() -> None:
             print(f"  vs {name}: {ours / value:.3f}x")
 
 
+_Key = TypeVar("_Key")
+
+
+def scope_samples(
+    scope: deterministic,
+    setups: Mapping[_Key, tuple[Callable[[], object], Callable[[], object]]],
+    *, calls: int, rounds: int,
+) -> dict[_Key, list[float]]:
+    """Per-scope seconds under each process-wide set-up, the set-ups taking turns by round.
+
+    Registration is process-wide, so contenders cannot interleave call by
+    call as ``_timing`` does: each round sets one up, times it and tears it
+    down, then the next.
+    """
+    samples: dict[_Key, list[float]] = {key: [] for key in setups}
+    for _ in range(rounds):
+        for key, (setup, teardown) in setups.items():
+            setup()
+            for _ in range(20):  # warm: seeded states, the first entry after a change
+                with scope:
+                    pass
+            start = time.perf_counter()
+            for _ in range(calls):
+                with scope:
+                    pass
+            samples[key].append((time.perf_counter() - start) / calls)
+            teardown()
+    return samples
+
+
 def cost_per_registered_generator(calls: int = 300, rounds: int = 15) -> None:
     """The slope of scope cost over registered PCG64 Generators (0, 16 and 64 of them).
 
@@ -116,21 +148,20 @@ def cost_per_registered_generator(calls: int = 300, rounds: int = 15) -> None:
     scope = deterministic(seed=0)
     counts = (0, 16, 64)
     generators = [np.random.default_rng(i) for i in range(max(counts))]
-    samples: dict[int, list[float]] = {count: [] for count in counts}
-    for _ in range(rounds):
-        for count in counts:
+
+    def registering(count: int) -> tuple[Callable[[], None], Callable[[], None]]:
+        def setup() -> None:
             for generator in generators[:count]:
                 register(generator)
-            for _ in range(20):  # warm: seeded states, first entry after a change
-                with scope:
-                    pass
-            start = time.perf_counter()
-            for _ in range(calls):
-                with scope:
-                    pass
-            samples[count].append((time.perf_counter() - start) / calls)
+
+        def teardown() -> None:
             for generator in generators[:count]:
                 unregister(generator)
+
+        return setup, teardown
+
+    samples = scope_samples(scope, {count: registering(count) for count in counts},
+                            calls=calls, rounds=rounds)
     for count, values in samples.items():
         print(f"  {count:3d} registered  {statistics.median(values) * 1e6:9.2f} us")
     top = counts[-1]
@@ -171,19 +202,7 @@ def cost_of_a_source_plugin(calls: int = 300, rounds: int = 15) -> None:
         "random.Random via register_source()": (lambda: register_source(plugin),
                                                 lambda: unregister_source(plugin)),
     }
-    samples: dict[str, list[float]] = {name: [] for name in setups}
-    for _ in range(rounds):
-        for name, (setup, teardown) in setups.items():
-            setup()
-            for _ in range(20):  # warm: the first entry after a change recomposes the set
-                with scope:
-                    pass
-            start = time.perf_counter()
-            for _ in range(calls):
-                with scope:
-                    pass
-            samples[name].append((time.perf_counter() - start) / calls)
-            teardown()
+    samples = scope_samples(scope, setups, calls=calls, rounds=rounds)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     print("\none source plugin against one registered generator (median per scope)")
     base = medians["nothing registered"]

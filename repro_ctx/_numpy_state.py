@@ -1,13 +1,15 @@
 """NumPy generator state through NumPy's public API, under each generator's own lock.
 
-NumPy guards a generator's state with ``bit_generator.lock`` (a
-``threading.Lock``): every draw holds it. A state read or written without it
-can interleave with a draw in another thread and tear: half the old state,
-half the new. Newer NumPy releases take the lock inside the public accessors
-themselves, older ones do not, and the lock is not reentrant, so taking it
-around a call that takes it too would deadlock. Which accessors lock by
-themselves is therefore decided once, from NumPy's version (and pinned by
-``tests/test_facts.py``, which watches each accessor block on a held lock):
+NumPy guards a generator's state with ``bit_generator.lock``: every draw
+holds it. A state read or written without it can interleave with a draw in
+another thread and tear: half the old state, half the new. Newer NumPy
+releases take the lock inside the public accessors themselves, older ones do
+not, and up to 2.2 at least the lock is a ``threading.Lock`` (not
+reentrant; 2.4 uses an ``RLock``), so taking it around a call that takes it
+too would deadlock there. Which accessors lock by themselves is therefore
+decided once, from NumPy's version (and pinned by
+``tests/test_numpy_facts.py``, which watches each accessor block on a held
+lock):
 
 * ``RandomState.get_state`` / ``set_state``: from NumPy 2.4;
 * ``BitGenerator.state`` (get and set, so also ``__setstate__``): from 2.5;

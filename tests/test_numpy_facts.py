@@ -1,8 +1,9 @@
 """Pin the NumPy facts the public state access depends on (see repro_ctx/_numpy_state.py).
 
 Which accessors take the generator's lock themselves changes between NumPy
-releases, and the lock is not reentrant: if the table in ``_numpy_state``
-disagrees with the installed NumPy, a scope either tears states or deadlocks.
+releases, and the lock is not reentrant up to NumPy 2.2 at least: if the
+table in ``_numpy_state`` disagrees with the installed NumPy, a scope either
+tears states or deadlocks.
 Each accessor is called in a thread while the lock is held here: it blocks
 exactly when it takes the lock itself.
 """

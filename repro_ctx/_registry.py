@@ -61,6 +61,17 @@ _entries: dict[int, _Entry] = {}  # id(obj) -> entry, in registration order
 _counter = itertools.count()
 
 
+def _remove(key: int) -> None:
+    """Drop an entry, and the kept layout, which may still list it (and so hold its object).
+
+    An open scope's capture keeps what it needs to restore (the objects and
+    its own layout); nothing else may keep a dropped generator alive.
+    """
+    global _last_layout
+    del _entries[key]
+    _last_layout = None
+
+
 def _prune() -> None:
     """Release every strongly held object that only the registry still references."""
     dead = [
@@ -69,7 +80,7 @@ def _prune() -> None:
         or (entry.ref is not None and entry.ref() is None)
     ]
     for key in dead:
-        del _entries[key]
+        _remove(key)
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
@@ -108,7 +119,7 @@ def _discard(key: int, ref: weakref.ref[Any]) -> None:
     with _lock:
         entry = _entries.get(key)
         if entry is not None and entry.ref is ref:
-            del _entries[key]
+            _remove(key)
 
 
 def unregister(obj: object) -> None:
@@ -118,7 +129,7 @@ def unregister(obj: object) -> None:
         entry = _entries.get(id(obj))
         if entry is None or entry.get() is not obj:
             raise ValueError(f"{type(obj).__qualname__} object at {id(obj):#x} is not registered")
-        del _entries[id(obj)]
+        _remove(id(obj))
 
 
 def registered() -> list[object]:
@@ -199,7 +210,8 @@ class Captured:
 
 
 _NOTHING = Captured((), _Layout(()), ())
-_last_layout = _NOTHING.layout
+_last_layout: _Layout | None = None
+"""The layout of the last capture, while no entry has been removed since."""
 
 
 class RegistrySource:
@@ -237,10 +249,10 @@ class RegistrySource:
                 objs.append(obj)
                 entries.append(entry)
             for key in dead:
-                del _entries[key]
+                _remove(key)
             global _last_layout
             layout = _last_layout
-            if layout.entries != tuple(entries):  # identity: _Entry has no __eq__
+            if layout is None or layout.entries != tuple(entries):  # _Entry: by identity
                 layout = _last_layout = _Layout(tuple(entries))
             found = tuple(objs)
             states: list[object] = []

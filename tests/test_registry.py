@@ -148,6 +148,24 @@ def test_each_seed_seeds_registered_generators_anew() -> None:
         unregister(r)
 
 
+@pytest.mark.parametrize("how", ["gc", "unregister"])
+def test_a_generator_a_scope_has_seen_is_released_once_dropped(how: str) -> None:
+    """What a capture keeps between scopes (its layout) must not hold a dropped generator."""
+    for make in (np.random.default_rng, np.random.RandomState):
+        obj = make(1)  # watched through its bit generator's lock (neither is weakly referable)
+        bitgen = obj.bit_generator if isinstance(obj, np.random.Generator) else obj._bit_generator
+        lock_ref = weakref.ref(bitgen.lock)
+        del bitgen
+        register(obj)
+        with deterministic(0):
+            pass
+        if how == "unregister":
+            unregister(obj)
+        del obj
+        gc.collect()
+        assert lock_ref() is None, make
+
+
 def test_object_alive_elsewhere_stays_registered() -> None:
     obj = np.random.default_rng(1)
     holder = [obj]

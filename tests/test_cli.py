@@ -194,19 +194,25 @@ def test_bad_usage_from_the_real_command_line() -> None:
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
 def test_a_command_that_cannot_start_is_a_one_line_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["run", "--", str(tmp_path / "no-such-program")]) == 127
+    """The error is stderr's last line and its only error (``check`` announces its runs first)."""
+    missing = tmp_path / "no-such-program"
+    assert main([command, "--", str(missing)]) == 127
     err = capsys.readouterr().err
-    assert err == f"repro-ctx run: error: command not found: {tmp_path / 'no-such-program'}\n"
+    assert err.splitlines()[-1] == f"repro-ctx {command}: error: command not found: {missing}"
+    assert err.count("error:") == 1
     script = tmp_path / "not-executable"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o644)
     if os.access(script, os.X_OK):  # pragma: no cover - running as a user that ignores modes
         pytest.skip("the file is executable for this user")
-    assert main(["check", "--", str(script)]) == 126
-    assert "error: command not executable" in capsys.readouterr().err
+    assert main([command, "--", str(script)]) == 126
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"repro-ctx {command}: error: command not executable")
+    assert err.count("error:") == 1
 
 
 def test_an_interrupt_exits_with_status_130(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -481,20 +487,6 @@ def test_check_passes_stderr_on_where_ours_takes_only_text(
     assert main(["check", "--", PY, "-c", code]) == 1
     assert "café warning\n" in text_only.getvalue()
     assert "    | café warning" in text_only.getvalue()
-
-
-def test_check_says_when_the_command_cannot_start(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["check", "--", str(tmp_path / "missing")]) == 127
-    assert "repro-ctx check: error: command not found: " in capsys.readouterr().err
-    script = tmp_path / "not-executable"
-    script.write_text("#!/bin/sh\n")
-    script.chmod(0o644)
-    if os.access(script, os.X_OK):  # pragma: no cover - running as a user that ignores modes
-        pytest.skip("the file is executable for this user")
-    assert main(["run", "--", str(script)]) == 126
-    assert "repro-ctx run: error: command not executable" in capsys.readouterr().err
 
 
 def test_a_failed_run_with_no_output_says_so(capsys: pytest.CaptureFixture[str]) -> None:

@@ -276,31 +276,82 @@ def check_generators(objects: Iterable[object]) -> tuple[Tracked, ...]:
     return tuple(tracked)
 
 
+Run = tuple[Adapter, int, int]
+"""Positions ``start:end`` of consecutive generators that share one adapter."""
+
+
+def adapter_runs(adapters: Sequence[Adapter]) -> tuple[Run, ...]:
+    """The runs of ``adapters``: each run is read and written by one adapter call."""
+    runs: list[Run] = []
+    start, count = 0, len(adapters)
+    while start < count:
+        adapter = adapters[start]
+        end = start + 1
+        while end < count and adapters[end] is adapter:
+            end += 1
+        runs.append((adapter, start, end))
+        start = end
+    return tuple(runs)
+
+
+def read_runs(
+    runs: tuple[Run, ...], objs: tuple[object, ...], infos: tuple[object, ...]
+) -> tuple[object, ...]:
+    """Every generator's state, in order, one ``get_many`` per run."""
+    if len(runs) == 1:  # the usual case: no slicing
+        return tuple(runs[0][0].get_many(objs, infos))
+    states: list[object] = []
+    for adapter, start, end in runs:
+        states += adapter.get_many(objs[start:end], infos[start:end])
+    return tuple(states)
+
+
+def write_runs(
+    runs: tuple[Run, ...], objs: tuple[object, ...], infos: tuple[object, ...],
+    states: Sequence[object],
+) -> None:
+    """Write ``states`` (one per generator, in order), one ``set_many`` per run."""
+    if len(runs) == 1:
+        runs[0][0].set_many(objs, infos, states)
+        return
+    for adapter, start, end in runs:
+        adapter.set_many(objs[start:end], infos[start:end], states[start:end])
+
+
 class GeneratorsSource:
     """The generators passed to one scope, each seeded from its position."""
 
     name = "generators"
 
-    __slots__ = ("_key_space", "_tracked")
+    __slots__ = ("_infos", "_key_space", "_objs", "_runs", "_seeded", "_tracked")
 
     def __init__(self, tracked: tuple[Tracked, ...], key_space: int) -> None:
         self._tracked = tracked
         self._key_space = key_space
+        self._objs = tuple(t.obj for t in tracked)
+        self._infos = tuple(t.info for t in tracked)
+        self._runs = adapter_runs([t.adapter for t in tracked])
+        self._seeded: tuple[int, tuple[object, ...]] | None = None
+        """The seeded states of the last seed."""
 
     def capture(self) -> tuple[object, ...]:
-        return tuple([adapter.get(obj, info) for obj, adapter, info in self._tracked])
+        return read_runs(self._runs, self._objs, self._infos)
 
     def seed(self, snapshot: object, plan: Plan) -> None:
-        if plan.seed is None:
+        seed = plan.seed
+        if seed is None:
             return
-        seed, space = plan.seed, self._key_space
-        for index, (obj, adapter, info) in enumerate(self._tracked):
-            adapter.set(obj, info, adapter.seeded(obj, info, seed, (space, index)))
+        seeded = self._seeded
+        if seeded is None or seeded[0] != seed:
+            space = self._key_space
+            seeded = self._seeded = (seed, tuple(
+                adapter.seeded(obj, info, seed, (space, index))
+                for index, (obj, adapter, info) in enumerate(self._tracked)
+            ))
+        write_runs(self._runs, self._objs, self._infos, seeded[1])
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
-        for (obj, adapter, info), state in zip(self._tracked, snapshot):
-            adapter.set(obj, info, state)
+        write_runs(self._runs, self._objs, self._infos, snapshot)
 
     swap = swap_by_restore
-

@@ -21,7 +21,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._fork import renew_after_fork
-from ._generators import Adapter, adapter_for, adapter_named
+from ._generators import (
+    Adapter,
+    adapter_for,
+    adapter_named,
+    adapter_runs,
+    read_runs,
+    write_runs,
+)
 from ._plain import Malformed, Plain, Resolved, check_plain, expect, field
 from ._seed import REGISTERED_GENERATORS_KEY
 from ._source import Plan, swap_by_restore
@@ -157,16 +164,7 @@ class _Layout:
     def __init__(self, entries: tuple[_Entry, ...]) -> None:
         self.entries = entries
         self.infos = tuple([entry.info for entry in entries])
-        runs: list[tuple[Adapter, int, int]] = []
-        start, count = 0, len(entries)
-        while start < count:
-            adapter = entries[start].adapter
-            end = start + 1
-            while end < count and entries[end].adapter is adapter:
-                end += 1
-            runs.append((adapter, start, end))
-            start = end
-        self.runs = tuple(runs)
+        self.runs = adapter_runs([entry.adapter for entry in entries])
         self.seeded: tuple[int, tuple[object, ...]] | None = None
 
 
@@ -200,13 +198,8 @@ class Captured:
 
     def write(self, states: Sequence[object]) -> None:
         """Write ``states`` (one per generator, in order), one adapter call per run."""
-        objs, layout = self.objs, self.layout
-        infos, runs = layout.infos, layout.runs
-        if len(runs) == 1:  # the usual case: no slicing
-            runs[0][0].set_many(objs, infos, states)
-            return
-        for adapter, start, end in runs:
-            adapter.set_many(objs[start:end], infos[start:end], states[start:end])
+        layout = self.layout
+        write_runs(layout.runs, self.objs, layout.infos, states)
 
 
 _NOTHING = Captured((), _Layout(()), ())
@@ -255,10 +248,7 @@ class RegistrySource:
             if layout is None or layout.entries != tuple(entries):  # _Entry: by identity
                 layout = _last_layout = _Layout(tuple(entries))
             found = tuple(objs)
-            states: list[object] = []
-            for adapter, start, end in layout.runs:
-                states += adapter.get_many(found[start:end], layout.infos[start:end])
-            return Captured(found, layout, tuple(states))
+            return Captured(found, layout, read_runs(layout.runs, found, layout.infos))
 
     def seed(self, snapshot: object, plan: Plan) -> None:
         assert isinstance(snapshot, Captured)

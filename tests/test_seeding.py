@@ -172,6 +172,23 @@ def test_every_supported_generator_is_seeded_and_restored(make: object) -> None:
     assert in1 != outside_first
 
 
+def test_passed_generators_are_seeded_anew_for_each_seed() -> None:
+    """One decorator, one set of passed generators, a seed per call: no seed reuses another's."""
+    from repro_ctx import reproducible
+
+    g = np.random.default_rng(5)
+    r = random.Random(5)
+
+    @reproducible(seed=lambda seed: seed, generators=[g, r])  # two adapters: two runs
+    def draw(seed: int) -> tuple[float, float]:
+        return g.random(), r.random()
+
+    draws_by_seed: dict[int, tuple[float, float]] = {}
+    for seed in (1, 2, 1, 3, 2):
+        assert draws_by_seed.setdefault(seed, draw(seed)) == draw(seed), seed
+    assert len(set(draws_by_seed.values())) == 3
+
+
 def test_a_seed_evicted_from_the_cache_still_follows_the_recipe() -> None:
     """Seeded states are cached for 64 seeds at a time; an evicted one is computed again."""
     for seed in range(1000, 1070):

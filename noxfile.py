@@ -37,11 +37,11 @@ NUMPY_VERSIONS = ["1.26.4", "2.0.2", "2.2.6", "2.4.6"]
 # and they need tools (matplotlib, IPython, mypy, lightning) the numpy sessions skip.
 NOT_CORE = [
     "tests/cuda",
-    "tests/test_cli.py",
-    "tests/test_divergence.py",
-    "tests/test_pytest_plugin.py",
-    "tests/test_magics.py",
-    "tests/test_function_typing.py",
+    "tests/tools/test_cli.py",
+    "tests/diagnose/test_divergence.py",
+    "tests/tools/test_pytest_plugin.py",
+    "tests/tools/test_magics.py",
+    "tests/scopes/test_function_typing.py",
     "tests/test_docs_examples.py",
     "tests/test_examples.py",
 ]

@@ -47,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from repro_ctx import deterministic, find_divergence
-from repro_ctx._op_recorder import record_run
+from repro_ctx.diagnose.op_recorder import record_run
 
 
 def mlp_step() -> None:

@@ -55,7 +55,7 @@ from repro_ctx import (
     unregister,
     unregister_source,
 )
-from repro_ctx._scope import close_scope, open_scope
+from repro_ctx.core.scope import close_scope, open_scope
 
 
 def bare_public_api() -> None:

@@ -1,21 +1,22 @@
 """repro_ctx: scoped, exactly restored reproducibility for PyTorch and NumPy."""
 
-from ._deterministic import deterministic
-from ._divergence import compare, find_divergence, record
-from ._divergence_report import DivergenceReport, OpRecord
 from ._lazy import package_dir as __dir__  # noqa: F401
 from ._lazy import package_getattr as __getattr__  # noqa: F401  # repro_ctx.distributed
-from ._magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
-from ._magics import unload_ipython_extension as unload_ipython_extension
-from ._plugin_registry import register_source, unregister_source
-from ._plugin_source import Source, SourcePluginWarning
-from ._registry import register, registered, unregister
-from ._reproducible import reproducible
-from ._scope import ScopeOrderWarning, ScopeWaitWarning
-from ._seed import env_seed
-from ._snapshot import RNGState, capture
 from ._version import __version__ as __version__
-from ._workers import dataloader_kwargs, seed_worker
+from .core.scope import ScopeOrderWarning, ScopeWaitWarning
+from .core.seed import env_seed
+from .diagnose.divergence import compare, find_divergence, record
+from .diagnose.records import OpRecord
+from .diagnose.report import DivergenceReport
+from .scopes.deterministic import deterministic
+from .scopes.reproducible import reproducible
+from .sources.plugin_api import Source, SourcePluginWarning
+from .sources.plugin_registry import register_source, unregister_source
+from .sources.registry import register, registered, unregister
+from .state.snapshot import RNGState, capture
+from .state.workers import dataloader_kwargs, seed_worker
+from .tools.magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
+from .tools.magics import unload_ipython_extension as unload_ipython_extension
 
 __all__ = [
     "DivergenceReport",

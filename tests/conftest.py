@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch._inductor.config  # see below
 
-from repro_ctx._flags import build_flags_source
-from repro_ctx._tf32 import TF32Source
+from repro_ctx.sources.flags import build_flags_source
+from repro_ctx.sources.tf32 import TF32Source
 from tests.state import ENVIRONMENT
 
 # torch.use_deterministic_algorithms imports inductor's config, which turns the
 # scoped flag torch._inductor.config.deterministic from "not loaded" (None) into a
 # value. Loading it up front keeps that import from showing up as a state change
 # in whichever test first calls it. (A fresh process without it is tested in
-# tests/test_inductor_flag.py.)
+# tests/sources/test_inductor_flag.py.)
 _ENV = ENVIRONMENT
 _FLAGS = build_flags_source(torch)
 _TF32 = TF32Source(torch)

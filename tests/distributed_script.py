@@ -1,4 +1,4 @@
-"""One rank of a gloo process group, for tests/test_distributed.py.
+"""One rank of a gloo process group, for tests/state/test_distributed.py.
 
 ``python -m tests.distributed_script SCENARIO RANK WORLD PORT DIRECTORY`` runs
 SCENARIO on this rank and writes what it saw to ``DIRECTORY/SCENARIO-RANK.json``.
@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from repro_ctx import deterministic, distributed
-from repro_ctx._seed import rank_seed
+from repro_ctx.core.seed import rank_seed
 
 
 def _draws() -> list[float]:

@@ -125,15 +125,15 @@ def make_site(site: Path, *, broken: bool = False, extra: dict[str, str] | None 
 @contextlib.contextmanager
 def registry_preserved() -> Iterator[None]:
     """Put the plugin registry (active, dropped, failed to load) back as it was on exit."""
-    from repro_ctx import _plugin_registry as registry
-    from repro_ctx import _sources
+    from repro_ctx.sources import default_set as _sources
+    from repro_ctx.sources import plugin_registry as registry
 
     tables = (registry._active, registry._dropped, registry._load_failures)
     saved = tuple(dict(table) for table in tables)
     try:
         yield
     finally:
-        with _sources.lock:
+        with registry.lock:
             for table, before in zip(tables, saved, strict=True):
                 table.clear()
                 table.update(before)  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """A small training run with dropout, augmentation and shuffling, stopped and resumed.
 
-Imported by tests/test_snapshot.py, and run as a fresh process to resume:
+Imported by tests/state/test_snapshot.py, and run as a fresh process to resume:
 ``python -m tests.resume_training CHECKPOINT STEPS OUTPUT``.
 """
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from repro_ctx._flags import build_flags_source
-from repro_ctx._tf32 import TF32Source
+from repro_ctx.sources.flags import build_flags_source
+from repro_ctx.sources.tf32 import TF32Source
 
 
 def rng_state() -> dict[str, Any]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from repro_ctx import registered, unregister
-from repro_ctx._scope import open_activations
+from repro_ctx.core.scope import open_activations
 
 ROOT = Path(__file__).resolve().parent.parent
 # Pages whose blocks need more than this executor offers (a package written to

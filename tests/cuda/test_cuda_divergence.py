@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from repro_ctx import find_divergence
-from repro_ctx._op_recorder import record_run
+from repro_ctx.diagnose.op_recorder import record_run
 
 pytestmark = [
     pytest.mark.cuda,

@@ -9,6 +9,7 @@ plugin's hooks twice.
 
 import sys
 
+from .diagnose.leaks import StateLeakWarning as StateLeakWarning  # named here for the docs
 from .tools import pytest_plugin
 
 sys.modules[__name__] = pytest_plugin

@@ -10,7 +10,7 @@ import torch._inductor.config  # see below
 
 from repro_ctx.sources.flags import build_flags_source
 from repro_ctx.sources.tf32 import TF32Source
-from tests.state import ENVIRONMENT
+from tests.global_state import ENVIRONMENT
 
 # torch.use_deterministic_algorithms imports inductor's config, which turns the
 # scoped flag torch._inductor.config.deterministic from "not loaded" (None) into a

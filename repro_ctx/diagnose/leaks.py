@@ -161,13 +161,13 @@ def _device_changes(source: Any, old: Any, new: Any) -> list[Change]:
     Before CUDA (or XPU) initialises there is no generator state to leak: it
     is created, from whatever seeds are pending, at initialisation.
     """
-    if _is(old, "_accelerators", "Initialised") and _is(new, "_accelerators", "Initialised"):
+    if _is(old, "accelerators", "Initialised") and _is(new, "accelerators", "Initialised"):
         return [
             Change(f"{source.name} device {index}", None, _DRAWN)
             for index, (a, b) in enumerate(zip(old.states, new.states, strict=True))
             if not same(a, b)
         ]
-    if _is(old, "_accelerators", "Pending") and _is(new, "_accelerators", "Pending"):
+    if _is(old, "accelerators", "Pending") and _is(new, "accelerators", "Pending"):
         if old.tracker is new.tracker and old.queued == new.queued:
             return []
         return [Change(source.name, "no pending seed calls", "seed calls queued for "

@@ -10,7 +10,7 @@ import torch
 from repro_ctx import deterministic, register, unregister
 from repro_ctx.core.scope import open_activations
 from repro_ctx.core.source import swap_by_restore
-from tests.state import full_state, scramble
+from tests.global_state import full_state, scramble
 
 
 class BrokenGenerator(torch.Generator):

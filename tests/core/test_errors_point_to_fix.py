@@ -19,7 +19,7 @@ import torch
 
 from repro_ctx import deterministic, reproducible
 from repro_ctx.core.error_notes import ALGORITHMS_NOTE, CUBLAS_NOTE, add_note, append_to_message
-from tests.state import full_state
+from tests.global_state import full_state
 
 
 def put_without_accumulate() -> torch.Tensor:

@@ -26,7 +26,7 @@ from repro_ctx.core.scope import open_activations
 from repro_ctx.sources import default_set as _sources
 from repro_ctx.sources import plugin_registry as _plugin_registry
 from repro_ctx.sources import registry as _registry
-from tests.state import full_state
+from tests.global_state import full_state
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform"),

@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from repro_ctx import deterministic
-from tests.state import draws, full_state, rng_state
+from tests.global_state import draws, full_state, rng_state
 
 
 class Fail(Exception):

@@ -13,7 +13,7 @@ import torch
 from repro_ctx import deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.sources.flags import Flag, FlagsSource, build_flags_source
-from tests.state import full_state, scramble
+from tests.global_state import full_state, scramble
 
 # Every flag this torch (2.13) exposes that changes which algorithm runs or at
 # what precision. If a torch upgrade adds or drops one, this list must change,

@@ -9,7 +9,7 @@ import pytest
 
 from repro_ctx import ScopeOrderWarning, deterministic
 from repro_ctx.core.scope import open_activations
-from tests.state import full_state
+from tests.global_state import full_state
 
 
 def test_interleaved_async_with_blocks_end_in_the_state_before_both() -> None:

@@ -10,7 +10,7 @@ import torch
 
 from repro_ctx import deterministic, register, unregister
 from repro_ctx.core.seed import numpy_legacy_seed
-from tests.state import draws, rng_state
+from tests.global_state import draws, rng_state
 
 
 def _recipe_draws(seed: int) -> list[object]:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from repro_ctx import deterministic, register, unregister
 from repro_ctx.core.source import Source
 from repro_ctx.sources.default_set import default_sources
-from tests.state import env_state, flag_state, rng_state, scramble
+from tests.global_state import env_state, flag_state, rng_state, scramble
 
 _registered = np.random.default_rng(7)
 

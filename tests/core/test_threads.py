@@ -15,7 +15,7 @@ import torch
 from repro_ctx import deterministic
 from repro_ctx.core import scope as _scope
 from repro_ctx.core.scope import ScopeWaitWarning
-from tests.state import full_state
+from tests.global_state import full_state
 
 
 def _work(seed: int) -> list[float]:

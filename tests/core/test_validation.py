@@ -11,7 +11,7 @@ import torch
 
 from repro_ctx import deterministic, register, reproducible, unregister
 from repro_ctx.core.seed import check_seed
-from tests.state import full_state
+from tests.global_state import full_state
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from repro_ctx.diagnose.records import (
     norm_difference,
     sample_differences,
 )
-from tests.state import full_state
+from tests.global_state import full_state
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).read_text().splitlines()

@@ -30,7 +30,7 @@ from tests.diagnose.test_divergence import noisy_step
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).read_text().splitlines()
-DIVERGENCE_TESTS = (ROOT / "tests" / "test_divergence.py").read_text().splitlines()
+DIVERGENCE_TESTS = (ROOT / "tests" / "diagnose" / "test_divergence.py").read_text().splitlines()
 
 
 def line_of(marker: str, lines: list[str] = HERE) -> int:

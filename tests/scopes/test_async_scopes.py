@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 
 from repro_ctx import ScopeOrderWarning, deterministic, reproducible
 from repro_ctx.core.scope import open_activations
-from tests.state import draws, flag_state, full_state
+from tests.global_state import draws, flag_state, full_state
 
 Draws = tuple[float, float, float]
 

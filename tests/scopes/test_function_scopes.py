@@ -1,6 +1,6 @@
 """Decorated generators: the scope follows the body through every yield, and every exit path.
 
-Every check compares public-API state (tests/state.py): a generator's values
+Every check compares public-API state (tests/global_state.py): a generator's values
 against the values it yields alone, the caller's draws against the draws it
 makes without the generator, the caller's flags against their value before.
 """
@@ -25,7 +25,7 @@ from repro_ctx import ScopeOrderWarning, deterministic, reproducible
 from repro_ctx.core.scope import open_activations
 from repro_ctx.core.seed import rank_seed
 from repro_ctx.scopes.function_scopes import FunctionScope, ScopedGenerator
-from tests.state import draws, flag_state, full_state
+from tests.global_state import draws, flag_state, full_state
 
 Draws = tuple[float, float, float]
 

@@ -11,7 +11,7 @@ import torch
 
 from repro_ctx import deterministic, reproducible
 from repro_ctx.core.scope import open_activations
-from tests.state import draws, full_state
+from tests.global_state import draws, full_state
 
 pytest_plugins = ["pytester"]
 

@@ -21,7 +21,7 @@ import torch
 
 from repro_ctx import deterministic, reproducible
 from repro_ctx.core.scope import open_activations
-from tests.state import full_state
+from tests.global_state import full_state
 
 Draws = tuple[float, float, float]
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from repro_ctx import reproducible
-from tests.state import rng_state
+from tests.global_state import rng_state
 
 
 @reproducible(seed=3)

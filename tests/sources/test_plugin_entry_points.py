@@ -188,7 +188,7 @@ _BROKEN = """
     import repro_ctx
     from repro_ctx.sources.plugin_registry import plugin_report
     from repro_ctx.sources.default_set import default_sources
-    from tests.state import full_state
+    from tests.global_state import full_state
 
     np.random.rand(3)
     torch.rand(2)

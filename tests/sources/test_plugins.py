@@ -41,7 +41,7 @@ from repro_ctx.sources.default_set import default_sources, describe_sources
 from repro_ctx.sources.plugins import plugin_seed
 from repro_ctx.state.snapshot import StateMismatchError
 from tests.plugin_site import registry_preserved
-from tests.state import full_state
+from tests.global_state import full_state
 
 
 class Toy:

@@ -9,7 +9,7 @@ import torch
 
 from repro_ctx import deterministic
 from repro_ctx.sources.tf32 import TF32Source
-from tests.state import flag_state
+from tests.global_state import flag_state
 
 matmul = torch.backends.cuda.matmul
 cudnn = torch.backends.cudnn

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from repro_ctx import capture, deterministic, distributed
 from repro_ctx.core.seed import rank_seed
 from repro_ctx.state import distributed as distributed_impl
-from tests.state import draws
+from tests.global_state import draws
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = 2

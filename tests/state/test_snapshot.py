@@ -34,7 +34,7 @@ from repro_ctx.sources.default_set import default_sources
 from repro_ctx.sources.numpy_access import listed as numpy_plain
 from repro_ctx.state.snapshot import StateMismatchError
 from tests import resume_training
-from tests.state import draws, env_state, flag_state, full_state, rng_state, scramble
+from tests.global_state import draws, env_state, flag_state, full_state, rng_state, scramble
 
 ROOT = Path(__file__).resolve().parents[2]
 

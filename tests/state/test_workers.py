@@ -17,7 +17,7 @@ import repro_ctx
 from repro_ctx import dataloader_kwargs, deterministic, register, seed_worker, unregister
 from repro_ctx.core.seed import numpy_legacy_seed
 from repro_ctx.state.workers import WorkerInit, worker_seed
-from tests.state import rng_state
+from tests.global_state import rng_state
 from tests.worker_dataset import COLUMNS, DrawsDataset, epochs
 
 DRAWS = range(COLUMNS.index("random"), len(COLUMNS))

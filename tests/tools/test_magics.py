@@ -18,7 +18,7 @@ import torch
 from repro_ctx import deterministic
 from repro_ctx.core.error_notes import ALGORITHMS_NOTE
 from repro_ctx.tools.magics import without_comment
-from tests.state import draws, full_state
+from tests.global_state import draws, full_state
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.error import UsageError  # noqa: E402

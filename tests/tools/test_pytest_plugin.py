@@ -40,7 +40,7 @@ import repro_ctx.tools.cli
 from repro_ctx import deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.tools.pytest_plugin import node_seed
-from tests.state import flag_state, full_state
+from tests.global_state import flag_state, full_state
 
 pytest_plugins = ["pytester"]
 

@@ -40,8 +40,8 @@ from repro_ctx.sources import plugin_registry as registry
 from repro_ctx.sources.default_set import default_sources, describe_sources
 from repro_ctx.sources.plugins import plugin_seed
 from repro_ctx.state.snapshot import StateMismatchError
-from tests.plugin_site import registry_preserved
 from tests.global_state import full_state
+from tests.plugin_site import registry_preserved
 
 
 class Toy:

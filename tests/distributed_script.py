@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from repro_ctx import deterministic, distributed
 from repro_ctx.core.seed import rank_seed
+from tests.waits import HANG_TIMEOUT
 
 
 def _draws() -> list[float]:
@@ -70,6 +71,25 @@ def streams(rank: int, directory: Path) -> dict[str, Any]:
     }
 
 
+def import_order(rank: int, directory: Path) -> dict[str, Any]:
+    """Only rank 1 imports inductor's config (as ``torch.compile`` would); then rank 0 too."""
+    if rank == 1:
+        import torch._inductor.config  # noqa: F401
+    imported = "torch._inductor.config" in sys.modules
+    one_imported = _divergence(lambda: None)  # in a scope, which sets it where imported
+    import torch._inductor.config as config
+
+    def flip() -> None:
+        config.deterministic = not config.deterministic
+
+    return {
+        "imported": imported,
+        "one_imported": one_imported,
+        "both_imported": _divergence(lambda: None),
+        "both_differ": _divergence(flip),
+    }
+
+
 def resume(rank: int, directory: Path) -> dict[str, Any]:
     skipped = distributed.load(directory / "checkpoint")
     return {"skipped": skipped, "after_load": _draws()}
@@ -79,10 +99,11 @@ def main() -> None:
     scenario, rank, world, port, directory = sys.argv[1:6]
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=int(rank), world_size=int(world),
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=HANG_TIMEOUT),
     )
     try:
-        result = {"streams": streams, "resume": resume}[scenario](int(rank), Path(directory))
+        result = {"streams": streams, "resume": resume,
+                  "import_order": import_order}[scenario](int(rank), Path(directory))
         dist.barrier()
     finally:
         dist.destroy_process_group()

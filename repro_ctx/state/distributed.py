@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from ..core.seed import current_rank
 from .snapshot import RNGState, capture
-from .state_dict import diff_digests
+from .state_dict import LAZY_FLAGS, UNREAD, differences
 
 FORMAT: Final = "repro_ctx.distributed"
 VERSION: Final = 1
@@ -36,7 +36,7 @@ def _payload(state: RNGState | None, rank: int) -> dict[str, Any]:
             state = capture()
         elif not isinstance(state, RNGState):
             raise TypeError(f"state must be an RNGState or None, got {type(state).__name__}")
-        return {"rank": rank, "fingerprint": state.fingerprint(), "items": state._item_digests()}
+        return {"rank": rank, "items": state._item_digests()}
     except Exception as exc:  # reported on every rank, after the collective
         return {"rank": rank, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -48,23 +48,40 @@ def _ranks_differ(ranks: list[int]) -> str:
 
 
 def _compare(payloads: list[dict[str, Any]]) -> str | None:
-    """The error message for gathered payloads, or ``None`` when every rank agrees."""
+    """The error message for gathered payloads, or ``None`` when every rank agrees.
+
+    Ranks agree when no field that two of them can read differs, as ``==``
+    says: a flag whose module a rank has not imported (inductor's config) is
+    compared among the ranks that did, with the first of them.
+    """
     errors = [f"rank {p['rank']} could not capture its state: {p['error']}"
               for p in payloads if "error" in p]
     if errors:
         return "repro_ctx.distributed.assert_synchronized failed:\n" + "\n".join(errors)
-    reference = payloads[0]
-    groups: dict[str, list[dict[str, Any]]] = {}
+    first = payloads[0]
+    reference = {name: dict(items) for name, items in first["items"].items()}
+    compared_with: dict[str, int] = {}  # entry -> the rank whose value stands in for the first's
     for payload in payloads[1:]:
-        if payload["fingerprint"] != reference["fingerprint"]:
-            groups.setdefault(payload["fingerprint"], []).append(payload)
+        for name, items in reference.items():
+            theirs = payload["items"].get(name, {})
+            for flag in LAZY_FLAGS & items.keys() & theirs.keys():
+                if items[flag] == UNREAD and theirs[flag] != UNREAD:
+                    items[flag] = theirs[flag]
+                    compared_with[f"{name}: {flag}"] = payload["rank"]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for payload in payloads[1:]:
+        found = differences(reference, payload["items"])
+        if found:
+            groups.setdefault(tuple(found), []).append(payload["rank"])
     if not groups:
         return None
     lines = []
-    for members in groups.values():
-        differences = diff_digests(reference["items"], members[0]["items"])
-        lines.append(f"{_ranks_differ([p['rank'] for p in members])} from rank "
-                     f"{reference['rank']} in: " + "; ".join(differences))
+    for entries, ranks in groups.items():
+        named = [entry if entry not in compared_with else
+                 f"{entry} (rank {first['rank']} has not imported its module: compared with "
+                 f"rank {compared_with[entry]})" for entry in entries]
+        lines.append(f"{_ranks_differ(ranks)} from rank {first['rank']} in: "
+                     + "; ".join(named))
     return "RNG state is not synchronized across ranks:\n" + "\n".join(lines)
 
 
@@ -76,7 +93,10 @@ def assert_synchronized(group: Any = None, *, state: RNGState | None = None) -> 
     state, so a rank that differs, or fails to capture, never leaves the
     others waiting. ``state`` checks a given ``RNGState`` instead of the
     current one. The message names the ranks and the sources (and flags,
-    devices, generators) that differ from the group's first rank.
+    devices, generators) that differ from the group's first rank. States are
+    equal as ``==`` says: a flag whose module only some ranks have imported
+    (inductor's config, which ``torch.compile`` imports) is compared among
+    those ranks alone.
     """
     dist = _dist()
     payload = _payload(state, int(dist.get_rank()))

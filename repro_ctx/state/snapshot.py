@@ -23,9 +23,12 @@ from .state_dict import (
     MACHINE_KINDS,
     codec_for,
     codec_named,
+    covered,
     diff_digests,
+    differences,
     item_digests,
-    unreadable_flags,
+    none_flags,
+    unread_flags,
 )
 
 FORMAT: Final = "repro_ctx.RNGState"
@@ -195,13 +198,24 @@ class RNGState:
     # -- comparing ------------------------------------------------------------
 
     def fingerprint(self) -> str:
-        """A short, stable hex digest: equal exactly when the states are equal.
+        """A short, stable hex digest of every field but the lazily imported configs.
+
+        Equal states have equal fingerprints, and states whose fingerprints
+        differ are not equal. It covers every source, flag, device and
+        generator except ``torch._inductor.config.deterministic``, which
+        reads ``None`` until the program imports inductor's config
+        (``torch.compile`` does): a state captured before that import
+        equals one captured after, so the fingerprint cannot depend on it.
+        Two states that differ only there have the same fingerprint; ``==``
+        and ``diff()`` tell them apart.
 
         Stable across processes, machines and repro_ctx releases that keep
         this state dict version.
         """
+        plain = self._plain_sources()
         return digest(sorted(
-            [name, digests] for name, digests in self._item_digests().items()
+            [name, covered(plain[name][0], digests)]
+            for name, digests in self._item_digests().items()
         ))
 
     def diff(self, other: RNGState) -> list[str]:
@@ -209,22 +223,27 @@ class RNGState:
 
         A source that neither state can compare (a source plugin without
         ``to_plain``) is named too, with the reason: a difference there would
-        not show.
+        not show. So is a flag that one state cannot read because its module
+        was not imported there (inductor's config), with "not compared":
+        ``==`` skips both.
         """
         if not isinstance(other, RNGState):
             raise TypeError(f"diff() compares two RNGState objects, got {type(other).__name__}")
 
-        found = diff_digests(self._item_digests(), other._item_digests())
-        skipped = unreadable_flags(self._plain_sources(), other._plain_sources())
-        out = [f"{entry} ({skipped[entry]})" if entry in skipped else entry for entry in found]
+        mine, theirs = self._item_digests(), other._item_digests()
+        found = diff_digests(mine, theirs)
+        notes = {**none_flags(self._plain_sources(), other._plain_sources()),
+                 **unread_flags(mine, theirs)}
+        out = [f"{entry} ({notes[entry]})" if entry in notes else entry for entry in found]
         left_out = {**other._left_out, **self._left_out}
         out += [f"{name}: not compared ({why})" for name, why in left_out.items()]
         return out
 
     def __eq__(self, other: object) -> bool:
+        """Equal when no field that both states can read differs (see ``diff``)."""
         if not isinstance(other, RNGState):
             return NotImplemented
-        return self._item_digests() == other._item_digests()
+        return not differences(self._item_digests(), other._item_digests())
 
     def __hash__(self) -> int:
         return hash(self.fingerprint())

@@ -127,21 +127,77 @@ def diff_digests(
     return out
 
 
-def unreadable_flags(
+LAZY_FLAGS: Final = frozenset({"torch._inductor.config.deterministic"})
+"""Flags that read ``None`` until the program imports their module: what import order changes.
+
+``fingerprint()`` leaves them out, and ``==``, ``diff()`` and
+``distributed.assert_synchronized`` skip one that reads ``None`` on one
+side only, so that a state captured before ``torch.compile`` imported
+inductor's config equals one captured after.
+"""
+
+UNREAD: Final = digest(["flags", None])
+"""The item digest of a flag that reads ``None``."""
+
+
+def covered(kind: str, items: Mapping[str, str]) -> dict[str, str]:
+    """The item digests ``fingerprint()`` covers: all but the ``LAZY_FLAGS``."""
+    if kind != "flags":
+        return dict(items)
+    return {item: value for item, value in items.items() if item not in LAZY_FLAGS}
+
+
+def unread_flags(
+    mine: Mapping[str, Mapping[str, str]], theirs: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """``diff`` entry -> why it is skipped, for each lazily read flag one side cannot read.
+
+    Only digests are needed: a flag that reads ``None`` has the digest ``UNREAD``.
+    """
+    out: dict[str, str] = {}
+    for name, a in mine.items():
+        b = theirs.get(name)
+        if b is None:
+            continue
+        for flag in LAZY_FLAGS & a.keys() & b.keys():
+            if (a[flag] == UNREAD) != (b[flag] == UNREAD):
+                side = "first" if a[flag] == UNREAD else "second"
+                out[f"{name}: {flag}"] = (
+                    f"not compared: it reads None in the {side} state, where its module was "
+                    "not imported; a restore leaves it as it is")
+    return out
+
+
+def differences(
+    mine: Mapping[str, Mapping[str, str]], theirs: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """The ``diff_digests`` entries that count: every one but ``unread_flags``'."""
+    found = diff_digests(mine, theirs)
+    if not found:
+        return found
+    skipped = unread_flags(mine, theirs)
+    return [entry for entry in found if entry not in skipped]
+
+
+def none_flags(
     mine: Mapping[str, tuple[str, Plain]], theirs: Mapping[str, tuple[str, Plain]]
 ) -> dict[str, str]:
-    """``diff`` entries of flags that read ``None`` in one state: what a restore skips."""
+    """``diff`` notes for other flags that read ``None`` in one state (not available there).
+
+    They differ: such a flag reads ``None`` in every process of that torch
+    build (cuDNN's benchmark limit on a CPU build), whatever was imported.
+    """
     out: dict[str, str] = {}
     for name, (kind, data) in mine.items():
         if kind != "flags" or name not in theirs or theirs[name][0] != "flags":
             continue
         other = theirs[name][1]
-        for flag in data.keys() & other.keys():
+        for flag in (data.keys() & other.keys()) - LAZY_FLAGS:
             a, b = data[flag], other[flag]
             if (a is None) != (b is None):
                 side = "first" if a is None else "second"
                 out[f"{name}: {flag}"] = (
-                    f"reads None in the {side} state: not imported or not available there; "
+                    f"reads None in the {side} state: not available there; "
                     "a restore leaves it as it is")
     return out
 

@@ -21,9 +21,12 @@ import torch
 import torch.distributed as dist
 
 from repro_ctx import capture, deterministic, distributed
+from repro_ctx.core.plain import digest
 from repro_ctx.core.seed import rank_seed
 from repro_ctx.state import distributed as distributed_impl
+from repro_ctx.state.state_dict import UNREAD
 from tests.global_state import draws
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = 2
@@ -36,7 +39,7 @@ def _free_port() -> int:
 
 
 def _run_ranks(scenario: str, directory: Path) -> list[dict[str, Any]]:
-    """Run ``scenario`` on two rank processes; never waits more than two minutes."""
+    """Run ``scenario`` on two rank processes; a rank that hangs is killed."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RANK", None)
@@ -52,7 +55,7 @@ def _run_ranks(scenario: str, directory: Path) -> list[dict[str, Any]]:
     outputs = []
     try:
         for process in processes:
-            outputs.append(process.communicate(timeout=120)[0])
+            outputs.append(process.communicate(timeout=HANG_TIMEOUT)[0])
     finally:
         for process in processes:
             if process.poll() is None:
@@ -69,7 +72,8 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, 
     directory = tmp_path_factory.mktemp("ranks")
     streams = _run_ranks("streams", directory)
     resumed = _run_ranks("resume", directory)  # fresh processes, a fresh process group
-    return {"streams": streams, "resume": resumed}
+    import_order = _run_ranks("import_order", directory)
+    return {"streams": streams, "resume": resumed, "import_order": import_order}
 
 
 def test_ranks_share_streams_by_default(ranks: dict[str, list[dict[str, Any]]]) -> None:
@@ -98,6 +102,21 @@ def test_divergence_is_detected_on_every_rank(ranks: dict[str, list[dict[str, An
             flags
         )
         assert result["agreement_after_divergence"] is None
+
+
+def test_a_flag_only_one_rank_has_imported_is_no_divergence(
+    ranks: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Only rank 1 imported inductor's config: it reads None on rank 0, True in rank 1's scope."""
+    rank0, rank1 = ranks["import_order"]
+    assert (rank0["imported"], rank1["imported"]) == (False, True)
+    for result in (rank0, rank1):
+        assert result["one_imported"] is None
+        assert result["both_imported"] is None
+        assert result["both_differ"] == (
+            "RNG state is not synchronized across ranks:\n"
+            "rank 1 differs from rank 0 in: torch flags: torch._inductor.config.deterministic"
+        )
 
 
 def test_per_rank_checkpoints_resume_in_fresh_processes(
@@ -151,7 +170,7 @@ def test_assert_synchronized_needs_a_process_group() -> None:
 
 
 def _payload(rank: int, **items: dict[str, str]) -> dict[str, Any]:
-    return {"rank": rank, "fingerprint": repr(sorted(items.items())), "items": items}
+    return {"rank": rank, "items": items}
 
 
 def test_compare_groups_the_ranks_that_differ() -> None:
@@ -170,6 +189,38 @@ def test_compare_groups_the_ranks_that_differ() -> None:
     assert distributed_impl._compare(errors) == (
         "repro_ctx.distributed.assert_synchronized failed:\n"
         "rank 1 could not capture its state: OSError: x"
+    )
+
+
+def test_compare_skips_a_lazy_flag_only_where_a_rank_cannot_read_it() -> None:
+    """Compared among the ranks that can read it, with the first of them; never failed alone."""
+    lazy = "torch._inductor.config.deterministic"
+    false, true = (digest(["flags", value]) for value in (False, True))
+
+    def flags(value: str) -> dict[str, str]:
+        return {"torch.backends.cudnn.benchmark": false, lazy: value}
+
+    def ranks(*values: str) -> list[dict[str, Any]]:
+        return [_payload(rank, **{"torch flags": flags(value)})
+                for rank, value in enumerate(values)]
+
+    assert distributed_impl._compare(ranks(UNREAD, false)) is None
+    assert distributed_impl._compare(ranks(false, UNREAD, UNREAD)) is None
+    assert distributed_impl._compare(ranks(UNREAD, true, UNREAD, true)) is None
+    assert distributed_impl._compare(ranks(false, true, UNREAD)) == (
+        "RNG state is not synchronized across ranks:\n"
+        f"rank 1 differs from rank 0 in: torch flags: {lazy}"
+    )
+    assert distributed_impl._compare(ranks(UNREAD, false, true, UNREAD, true)) == (
+        "RNG state is not synchronized across ranks:\n"
+        f"ranks 2, 4 differ from rank 0 in: torch flags: {lazy} (rank 0 has not imported "
+        "its module: compared with rank 1)"
+    )
+    other = ranks(UNREAD, UNREAD)
+    other[1]["items"]["torch flags"]["torch.backends.cudnn.benchmark"] = true
+    assert distributed_impl._compare(other) == (
+        "RNG state is not synchronized across ranks:\n"
+        "rank 1 differs from rank 0 in: torch flags: torch.backends.cudnn.benchmark"
     )
 
 

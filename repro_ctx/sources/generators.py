@@ -23,6 +23,7 @@ from ..core.plain import Malformed, Plain, byte_tensor
 from ..core.source import Plan, swap_by_restore
 from .generator_adapter import Adapter, sequence
 from .python_random import check_random, random_plain, random_state
+from .torch_cpu import check_cpu_state, rejected_state
 
 SUPPORTED = (
     "numpy.random.Generator, numpy.random.BitGenerator, numpy.random.RandomState, "
@@ -145,13 +146,16 @@ class _TorchAdapter(Adapter):
         return snapshot.clone()
 
     def check(self, data: Plain, where: str) -> None:
-        byte_tensor(data, where)
+        check_cpu_state(byte_tensor(data, where), where)
 
     def from_plain(self, obj: Any, info: Any, data: Plain) -> object:
         current = obj.get_state()
         if data.numel() != current.numel():
             raise Malformed(f"the state has {data.numel()} bytes, a generator here has "
                             f"{current.numel()}")
+        problem = rejected_state(data, obj.device)  # a CUDA state is checked only here
+        if problem is not None:
+            raise Malformed(problem)
         return data.clone()
 
 

@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ..core.plain import Plain, Resolved, byte_tensor, check_plain, field
+from ..core.plain import Malformed, Plain, Resolved, byte_tensor, check_plain, field
 from ..core.source import Plan, swap_by_restore
 from .seeded_states import SeededStates
 
 if TYPE_CHECKING:
     import torch
 
+
+def rejected_state(state: torch.Tensor, device: str | torch.device = "cpu") -> str | None:
+    """Why a ``torch.Generator`` on ``device`` refuses ``state``; ``None`` if it takes it.
+
+    torch checks a state's content only in ``set_state`` (an all-zero CPU
+    state raises "Invalid mt19937 state"), so the state is tried on a scratch
+    generator: a live one is never touched, and a CUDA generator's
+    ``set_state`` has already changed its seed when it rejects the offset.
+    Reading the state back proves nothing more: a CPU state keeps only the
+    low 32 bits of each of its 64-bit words (tests/sources/test_torch_states.py).
+    """
+    import torch
+
+    try:
+        torch.Generator(device=device).set_state(state)
+    except RuntimeError as exc:
+        return f"not a valid state: a torch.Generator refuses it ({exc})"
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_state_bytes() -> int:
+    """The size of this torch's CPU generator state (5,056 bytes in torch 2.x)."""
+    import torch
+
+    return int(torch.Generator().get_state().numel())
+
+
+def check_cpu_state(state: torch.Tensor, where: str) -> None:
+    """Reject a loaded byte state of the CPU generator's size that the CPU generator refuses.
+
+    A state of another size is no CPU state here (an MPS one, or another
+    torch's): ``resolve`` reports the size, and the device's own generator
+    judges the content.
+    """
+    if state.numel() == cpu_state_bytes():
+        problem = rejected_state(state)
+        if problem is not None:
+            raise Malformed(f"{where}: {problem}")
 
 
 def state_size_mismatch(loaded: torch.Tensor, current: torch.Tensor) -> str | None:
@@ -42,7 +82,8 @@ class TensorStatePlain:
     @staticmethod
     def check(data: object) -> Plain:
         out = check_plain(data, "generator")
-        byte_tensor(field(out, "state", "generator"), "generator.state")
+        state = byte_tensor(field(out, "state", "generator"), "generator.state")
+        check_cpu_state(state, "generator.state")
         return out
 
     def resolve(self, data: Plain) -> Resolved:

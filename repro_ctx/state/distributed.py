@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from ..core.seed import current_rank
 from .snapshot import RNGState, capture
-from .state_dict import LAZY_FLAGS, UNREAD, differences
+from .state_dict import LAZY_FLAGS, differences, unread
 
 FORMAT: Final = "repro_ctx.distributed"
 VERSION: Final = 1
@@ -61,11 +61,12 @@ def _compare(payloads: list[dict[str, Any]]) -> str | None:
     first = payloads[0]
     reference = {name: dict(items) for name, items in first["items"].items()}
     compared_with: dict[str, int] = {}  # entry -> the rank whose value stands in for the first's
+    none = unread()
     for payload in payloads[1:]:
         for name, items in reference.items():
             theirs = payload["items"].get(name, {})
             for flag in LAZY_FLAGS & items.keys() & theirs.keys():
-                if items[flag] == UNREAD and theirs[flag] != UNREAD:
+                if items[flag] == none and theirs[flag] != none:
                     items[flag] = theirs[flag]
                     compared_with[f"{name}: {flag}"] = payload["rank"]
     groups: dict[tuple[str, ...], list[int]] = {}

@@ -13,6 +13,7 @@ another.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 from ..core.plain import Codec, Plain, Resolved, check_plain, digest
@@ -136,8 +137,11 @@ side only, so that a state captured before ``torch.compile`` imported
 inductor's config equals one captured after.
 """
 
-UNREAD: Final = digest(["flags", None])
-"""The item digest of a flag that reads ``None``."""
+@lru_cache(maxsize=1)
+def unread() -> str:
+    """The item digest of a flag that reads ``None`` (computed at first use: ``digest``
+    imports torch, which ``import repro_ctx`` must not)."""
+    return digest(["flags", None])
 
 
 def covered(kind: str, items: Mapping[str, str]) -> dict[str, str]:
@@ -152,7 +156,7 @@ def unread_flags(
 ) -> dict[str, str]:
     """``diff`` entry -> why it is skipped, for each lazily read flag one side cannot read.
 
-    Only digests are needed: a flag that reads ``None`` has the digest ``UNREAD``.
+    Only digests are needed: a flag that reads ``None`` has the digest ``unread()``.
     """
     out: dict[str, str] = {}
     for name, a in mine.items():
@@ -160,8 +164,8 @@ def unread_flags(
         if b is None:
             continue
         for flag in LAZY_FLAGS & a.keys() & b.keys():
-            if (a[flag] == UNREAD) != (b[flag] == UNREAD):
-                side = "first" if a[flag] == UNREAD else "second"
+            if (a[flag] == unread()) != (b[flag] == unread()):
+                side = "first" if a[flag] == unread() else "second"
                 out[f"{name}: {flag}"] = (
                     f"not compared: it reads None in the {side} state, where its module was "
                     "not imported; a restore leaves it as it is")

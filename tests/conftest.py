@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _untraced_when_slow(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Slow tests (250,000 scope cycles) run without coverage's tracer.
+    """Slow tests (50,000 scope cycles) run without coverage's tracer.
 
     It would slow them fivefold and measure nothing the fast tests don't.
     """

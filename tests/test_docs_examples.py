@@ -33,6 +33,7 @@ import pytest
 
 from repro_ctx import registered, unregister
 from repro_ctx.core.scope import open_activations
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 # Pages whose blocks need more than this executor offers (a package written to
@@ -268,7 +269,7 @@ def _notebook(page: Path, folder: Path) -> list[tuple[bool, str]]:
         env = {**_environment(), "IPYTHONDIR": str(folder / ".ipython")}
         completed = subprocess.run(
             [sys.executable, "-c", _NOTEBOOK], input=json.dumps(cells), cwd=folder, env=env,
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=HANG_TIMEOUT,
         )
         assert completed.returncode == 0, _shown(completed)
         outputs = re.split(r"\n<cell (ok|failed)>\n", completed.stdout)
@@ -294,7 +295,7 @@ def test_shell_block(block: Block, tmp_path: Path) -> None:
             continue
         completed = subprocess.run(
             ["bash", "-c", command], cwd=folder, env=_environment(),
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=HANG_TIMEOUT,
         )
         assert completed.returncode == 0, f"{command}\n{_shown(completed)}"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waits import HANG_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "guide" / "plugins.md"
 _FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -44,7 +46,7 @@ def _write_files(where: Path) -> None:
 def _run(cwd: Path, code: str, pythonpath: list[Path]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in [*pythonpath, ROOT])}
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=HANG_TIMEOUT, check=False)
 
 
 def test_the_page_has_files_runnable_blocks_and_an_entry_point() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.waits import HANG_TIMEOUT
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -18,7 +20,7 @@ def _run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                               timeout=300)
+                               timeout=HANG_TIMEOUT)
     assert completed.returncode == 0, (
         f"{' '.join(command)}: exit status {completed.returncode}\n"
         f"{completed.stdout}\n{completed.stderr}"

@@ -27,6 +27,7 @@ from repro_ctx.sources import default_set as _sources
 from repro_ctx.sources import plugin_registry as _plugin_registry
 from repro_ctx.sources import registry as _registry
 from tests.global_state import full_state
+from tests.waits import HANG_TIMEOUT
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform"),
@@ -34,7 +35,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning"),
 ]
 
-DEADLINE = 20.0  # seconds; a child that hangs is killed and the test fails
+DEADLINE = HANG_TIMEOUT  # a child that hangs is killed and the test fails
 
 
 def _wait_for_child(pid: int, read_end: int) -> str:
@@ -94,7 +95,7 @@ def held_by_another_thread(
         try:
             enter()
             inside.set()
-            release.wait(60)
+            release.wait(HANG_TIMEOUT)
             leave()
         except BaseException as exc:  # pragma: no cover - reported below
             failure.append(exc)
@@ -103,11 +104,11 @@ def held_by_another_thread(
     thread = threading.Thread(target=hold, name="holder")
     thread.start()
     try:
-        assert inside.wait(10)
+        assert inside.wait(HANG_TIMEOUT)
         yield
     finally:
         release.set()
-        thread.join(10)
+        thread.join(HANG_TIMEOUT)
     assert not failure, failure
 
 

@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.waits import HANG_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(code: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+        timeout=HANG_TIMEOUT,
     )
     return result.stdout.strip()
 

@@ -16,6 +16,7 @@ from repro_ctx import deterministic
 from repro_ctx.core import scope as _scope
 from repro_ctx.core.scope import ScopeWaitWarning
 from tests.global_state import full_state
+from tests.waits import HANG_TIMEOUT
 
 
 def _work(seed: int) -> list[float]:
@@ -60,19 +61,28 @@ def test_a_second_thread_waits_until_the_first_thread_closes_its_scope() -> None
 def test_a_long_wait_warns_and_names_both_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_scope, "WAIT_WARNING_SECONDS", 0.1)
     caught: list[warnings.WarningMessage] = []
+    recording: list[list[warnings.WarningMessage]] = []
     entered = threading.Event()
 
     def waiter() -> None:
         with warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
+            recording.append(records)
             with deterministic(1):
                 entered.set()
         caught.extend(records)
 
+    def warned() -> bool:
+        return any(record.category is ScopeWaitWarning for records in recording[:1]
+                   for record in records)
+
     with deterministic(0):
         thread = threading.Thread(target=waiter, name="waiting-worker")
         thread.start()
-        time.sleep(0.5)  # let the worker wait past the (patched) threshold
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while not warned():  # the worker waits past the (patched) threshold, however slow
+            assert time.monotonic() < deadline, "the waiting thread never warned"
+            time.sleep(0.01)
         assert not entered.is_set()
     thread.join()
     assert entered.is_set()

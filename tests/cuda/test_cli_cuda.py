@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from tests.waits import HANG_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,7 +20,7 @@ def test_doctor_lists_the_gpus_and_checks_a_cuda_training_step() -> None:
     env.pop("CUBLAS_WORKSPACE_CONFIG", None)
     result = subprocess.run(
         [sys.executable, "-m", "repro_ctx", "doctor", "--json"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=240, check=False,
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=HANG_TIMEOUT, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)

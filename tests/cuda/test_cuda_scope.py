@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from repro_ctx import deterministic
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ def _fresh(script: str) -> str:
     """Run ``script`` in a new interpreter (CUDA not yet initialised); return stdout."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True, text=True, cwd=ROOT, env=None, timeout=240,
+        capture_output=True, text=True, cwd=ROOT, env=None, timeout=HANG_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -100,8 +101,8 @@ def test_a_forked_child_of_a_cuda_parent_never_touches_cuda() -> None:
     queue = context.Queue()
     process = context.Process(target=_child_enters_a_scope, args=(queue,))
     process.start()
-    status, in_bad_fork, _value = queue.get(timeout=60)
-    process.join(timeout=60)
+    status, in_bad_fork, _value = queue.get(timeout=HANG_TIMEOUT)
+    process.join(timeout=HANG_TIMEOUT)
     assert (status, in_bad_fork) == ("ok", True)
 
 

@@ -36,6 +36,7 @@ from repro_ctx.diagnose.records import (
     sample_differences,
 )
 from tests.global_state import full_state
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).read_text().splitlines()
@@ -696,7 +697,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("a", "b"):
         subprocess.run([sys.executable, str(script), str(folder / name)], check=True, env=env,
-                       cwd=folder, timeout=120)
+                       cwd=folder, timeout=HANG_TIMEOUT)
     return folder
 
 

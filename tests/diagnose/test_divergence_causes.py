@@ -27,6 +27,7 @@ from repro_ctx.diagnose.causes import Evidence, OpSample, classify
 from repro_ctx.diagnose.records import OpRecord, OutputRecord
 from repro_ctx.diagnose.report import ALGORITHMS_FLAG, FILL_FLAG
 from tests.diagnose.test_divergence import noisy_step
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).read_text().splitlines()
@@ -304,7 +305,7 @@ def two_hash_seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, hash_seed in (("a", "1"), ("b", "2")):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed}
         subprocess.run([sys.executable, str(script), str(folder / name)], check=True, env=env,
-                       cwd=folder, timeout=120)
+                       cwd=folder, timeout=HANG_TIMEOUT)
     return folder
 
 

@@ -22,6 +22,7 @@ import torch
 from repro_ctx import deterministic, reproducible
 from repro_ctx.core.scope import open_activations
 from tests.global_state import full_state
+from tests.waits import HANG_TIMEOUT
 
 Draws = tuple[float, float, float]
 
@@ -106,6 +107,6 @@ def test_a_suspended_generator_does_not_hold_the_lock() -> None:
 
     thread = threading.Thread(target=other)
     thread.start()
-    assert done.wait(timeout=30)
+    assert done.wait(timeout=HANG_TIMEOUT)
     thread.join()
     gen.close()

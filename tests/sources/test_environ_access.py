@@ -10,6 +10,7 @@ import pytest
 
 from repro_ctx.sources import environ_access as _environ_access
 from repro_ctx.sources.environ_access import EnvironAccess
+from tests.waits import HANG_TIMEOUT
 
 NAME = "REPRO_CTX_TEST_VARIABLE"
 
@@ -32,7 +33,7 @@ def test_writes_reach_os_environ_and_child_processes() -> None:
     assert access.get(NAME) == "välue"
     child = subprocess.run(
         [sys.executable, "-c", f"import os; print(os.environ['{NAME}'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=HANG_TIMEOUT,
     )
     assert child.stdout.strip() == "välue"
     os.environ[NAME] = "public"
@@ -41,7 +42,7 @@ def test_writes_reach_os_environ_and_child_processes() -> None:
     assert NAME not in os.environ
     child = subprocess.run(
         [sys.executable, "-c", f"import os; print('{NAME}' in os.environ)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=HANG_TIMEOUT,
     )
     assert child.stdout.strip() == "False"
 

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.waits import HANG_TIMEOUT
+
 
 @pytest.mark.parametrize(
     "make",
@@ -57,7 +59,8 @@ def test_default_generator_seed_equals_manual_seed_on_cpu() -> None:
 
 def test_fill_uninitialized_memory_defaults_to_true() -> None:
     code = "import torch; print(torch.utils.deterministic.fill_uninitialized_memory)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=HANG_TIMEOUT)
     assert out.stdout.strip() == "True"
 
 
@@ -77,7 +80,8 @@ def test_manual_seed_and_lazy_cuda_calls_do_not_initialise_cuda() -> None:
         "    pass\n"
         "print(torch.cuda.is_initialized())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=HANG_TIMEOUT)
     assert out.stdout.strip() == "False"
 
 
@@ -94,8 +98,10 @@ def test_lazy_cuda_queue_shapes_repro_ctx_relies_on() -> None:
 def test_pythonhashseed_only_affects_new_interpreters() -> None:
     code = "import sys; print(sys.flags.hash_randomization, hash('repro'))"
     env_a = {"PYTHONHASHSEED": "1", "PATH": ""}
-    a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a)
-    b = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a)
+    a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a,
+                       timeout=HANG_TIMEOUT)
+    b = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_a,
+                       timeout=HANG_TIMEOUT)
     assert a.stdout == b.stdout
     assert a.stdout.split()[0] == "1"
 
@@ -134,7 +140,8 @@ def test_use_deterministic_algorithms_imports_and_sets_inductors_config() -> Non
     )
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+        timeout=HANG_TIMEOUT,
     )
     assert out.stdout.split() == ["True", "False", "False"]
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.waits import HANG_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -39,7 +41,8 @@ print("ok")
 
 def test_inductor_config_is_scoped_once_imported() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT,
+        timeout=HANG_TIMEOUT,
     )
     assert result.stdout.strip() == "ok", result.stderr
 
@@ -127,7 +130,7 @@ def _run(code: str, **env: str) -> str:
     environ = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-        env={**environ, **env},
+        env={**environ, **env}, timeout=HANG_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

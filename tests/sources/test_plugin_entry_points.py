@@ -25,6 +25,7 @@ from repro_ctx import SourcePluginWarning, deterministic
 from repro_ctx.sources import plugin_registry as registry
 from repro_ctx.sources.default_set import default_sources
 from tests.plugin_site import make_site, registry_preserved
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,7 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(site: Path, args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=HANG_TIMEOUT, check=False)
 
 
 def _python(site: Path, code: str, *args: str) -> Any:

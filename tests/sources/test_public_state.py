@@ -13,6 +13,7 @@ import torch
 
 from repro_ctx import RNGState, capture, deterministic, register, unregister
 from repro_ctx.sources import numpy_access as access
+from tests.waits import HANG_TIMEOUT
 
 NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
@@ -245,7 +246,7 @@ def _entry_waits_for(lock: Any, scope: deterministic) -> None:
         assert not entered.wait(0.3), "the scope touched the state while its lock was held"
     finally:
         lock.release()
-    worker.join(10)
+    worker.join(HANG_TIMEOUT)
     assert entered.is_set()
 
 

@@ -24,7 +24,7 @@ from repro_ctx import capture, deterministic, distributed
 from repro_ctx.core.plain import digest
 from repro_ctx.core.seed import rank_seed
 from repro_ctx.state import distributed as distributed_impl
-from repro_ctx.state.state_dict import UNREAD
+from repro_ctx.state.state_dict import unread
 from tests.global_state import draws
 from tests.waits import HANG_TIMEOUT
 
@@ -196,6 +196,7 @@ def test_compare_skips_a_lazy_flag_only_where_a_rank_cannot_read_it() -> None:
     """Compared among the ranks that can read it, with the first of them; never failed alone."""
     lazy = "torch._inductor.config.deterministic"
     false, true = (digest(["flags", value]) for value in (False, True))
+    none = unread()
 
     def flags(value: str) -> dict[str, str]:
         return {"torch.backends.cudnn.benchmark": false, lazy: value}
@@ -204,19 +205,19 @@ def test_compare_skips_a_lazy_flag_only_where_a_rank_cannot_read_it() -> None:
         return [_payload(rank, **{"torch flags": flags(value)})
                 for rank, value in enumerate(values)]
 
-    assert distributed_impl._compare(ranks(UNREAD, false)) is None
-    assert distributed_impl._compare(ranks(false, UNREAD, UNREAD)) is None
-    assert distributed_impl._compare(ranks(UNREAD, true, UNREAD, true)) is None
-    assert distributed_impl._compare(ranks(false, true, UNREAD)) == (
+    assert distributed_impl._compare(ranks(none, false)) is None
+    assert distributed_impl._compare(ranks(false, none, none)) is None
+    assert distributed_impl._compare(ranks(none, true, none, true)) is None
+    assert distributed_impl._compare(ranks(false, true, none)) == (
         "RNG state is not synchronized across ranks:\n"
         f"rank 1 differs from rank 0 in: torch flags: {lazy}"
     )
-    assert distributed_impl._compare(ranks(UNREAD, false, true, UNREAD, true)) == (
+    assert distributed_impl._compare(ranks(none, false, true, none, true)) == (
         "RNG state is not synchronized across ranks:\n"
         f"ranks 2, 4 differ from rank 0 in: torch flags: {lazy} (rank 0 has not imported "
         "its module: compared with rank 1)"
     )
-    other = ranks(UNREAD, UNREAD)
+    other = ranks(none, none)
     other[1]["items"]["torch flags"]["torch.backends.cudnn.benchmark"] = true
     assert distributed_impl._compare(other) == (
         "RNG state is not synchronized across ranks:\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import repro_ctx
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ print(module.__name__, callable(module.assert_synchronized), "distributed" in di
 
 def test_distributed_is_an_attribute_imported_on_first_use() -> None:
     result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
-                            cwd=ROOT, check=True)
+                            cwd=ROOT, check=True, timeout=HANG_TIMEOUT)
     assert result.stdout.splitlines() == ["False False", "repro_ctx.distributed True True"]
 
 

@@ -35,6 +35,7 @@ from repro_ctx.sources.numpy_access import listed as numpy_plain
 from repro_ctx.state.snapshot import StateMismatchError
 from tests import resume_training
 from tests.global_state import draws, env_state, flag_state, full_state, rng_state, scramble
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,17 +250,17 @@ def test_restore_waits_for_a_scope_open_in_another_thread() -> None:
     def hold_a_scope() -> None:
         with deterministic(0):
             inside.set()
-            release.wait(30)
+            release.wait(HANG_TIMEOUT)
             seen.append(draws())
 
     thread = threading.Thread(target=hold_a_scope)
     thread.start()
-    assert inside.wait(30)
+    assert inside.wait(HANG_TIMEOUT)
     restorer = threading.Thread(target=lambda: seen.append(state.restore()))
     restorer.start()
     release.set()
-    thread.join(30)
-    restorer.join(30)
+    thread.join(HANG_TIMEOUT)
+    restorer.join(HANG_TIMEOUT)
     assert seen[1] == []  # the restore ran after the scope closed...
     assert draws() == expected  # ...and was not undone by it
 
@@ -389,7 +390,7 @@ def test_training_resumed_in_a_fresh_process_is_bitwise_identical(tmp_path: Path
     subprocess.run(
         [sys.executable, "-m", "tests.resume_training", str(checkpoint), str(stop), str(total),
          str(output)],
-        cwd=ROOT, check=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, check=True, timeout=HANG_TIMEOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert output.read_bytes() == straight
 

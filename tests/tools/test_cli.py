@@ -27,6 +27,7 @@ import repro_ctx
 from repro_ctx.core.seed import ENV_SEED_VARIABLE, hash_seed
 from repro_ctx.tools.cli import child_environment, main
 from repro_ctx.tools.outputs import Output, first_difference, set_aside
+from tests.waits import HANG_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -44,7 +45,7 @@ def _children_import_repro_ctx(monkeypatch: pytest.MonkeyPatch) -> Iterator[None
 def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """The real command line, in a new interpreter."""
     return subprocess.run([PY, "-m", "repro_ctx", *args], capture_output=True, text=True,
-                          check=False, **kwargs)
+                          check=False, timeout=HANG_TIMEOUT, **kwargs)
 
 
 # --------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_the_seed_drives_a_deterministic_scope_in_the_program(
 def test_a_bad_seed_in_the_environment_gets_the_bad_seed_error(value: str, error: str) -> None:
     env = {**os.environ, ENV_SEED_VARIABLE: value}
     result = subprocess.run([PY, "-c", "import repro_ctx; repro_ctx.env_seed()"], env=env,
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False, timeout=HANG_TIMEOUT)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == error
     with pytest.raises(ValueError, match=re.escape("seed must be in [0, 2**64), got -1")):

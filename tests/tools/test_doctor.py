@@ -45,6 +45,7 @@ from repro_ctx.tools.doctor import (
     doctor_report,
     verdict,
 )
+from tests.waits import HANG_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = REPO / "tests" / "snapshots" / "doctor_cpu.txt"
@@ -87,7 +88,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "repro_ctx", *args], capture_output=True,
-                          text=True, check=False, env=child_env(**env), timeout=300)
+                          text=True, check=False, env=child_env(**env), timeout=HANG_TIMEOUT)
 
 
 # the snapshot --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from repro_ctx import deterministic
 from repro_ctx.core.error_notes import ALGORITHMS_NOTE
 from repro_ctx.tools.magics import without_comment
 from tests.global_state import draws, full_state
+from tests.waits import HANG_TIMEOUT
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.error import UsageError  # noqa: E402
@@ -220,5 +221,5 @@ def test_importing_repro_ctx_does_not_import_ipython() -> None:
     code = "import sys, repro_ctx; print([m for m in sys.modules if m.startswith('IPython')])"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, timeout=HANG_TIMEOUT).stdout
     assert out.strip() == "[]"

@@ -41,6 +41,7 @@ from repro_ctx import deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.tools.pytest_plugin import node_seed
 from tests.global_state import flag_state, full_state
+from tests.waits import HANG_TIMEOUT
 
 pytest_plugins = ["pytester"]
 
@@ -130,7 +131,7 @@ def test_without_options_the_plugin_imports_neither_torch_nor_numpy(
             assert "numpy" not in sys.modules
         """
     )
-    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", timeout=HANG_TIMEOUT)
     result.assert_outcomes(passed=1)
 
 
@@ -146,7 +147,7 @@ def test_no_deterministic_opts_a_test_out_of_repro_seed(pytester: pytest.Pyteste
             assert repro_scope is None
             worker = threading.Thread(target=lambda: deterministic(1).__enter__().stop())
             worker.start()
-            worker.join(timeout=30)
+            worker.join(timeout=HANG_TIMEOUT)
             assert not worker.is_alive()
 
         def test_seeded(repro_scope):
@@ -154,7 +155,8 @@ def test_no_deterministic_opts_a_test_out_of_repro_seed(pytester: pytest.Pyteste
         """
     )
     # a subprocess: in this process every test runs inside the _inner_runs scope
-    result = pytester.runpytest_subprocess(*PLUGIN, "--repro-seed=4", "--strict-markers")
+    result = pytester.runpytest_subprocess(*PLUGIN, "--repro-seed=4", "--strict-markers",
+                                          timeout=HANG_TIMEOUT)
     result.assert_outcomes(passed=2)
 
 
@@ -736,7 +738,7 @@ def test_leak_checks_keep_working_when_pytester_reimports_the_plugins_modules(
     random and NumPy: sources built from the first run's classes were checked
     against the classes of a second import."""
     pytester.makepyfile(test_reimports=REIMPORTING_RUNS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=HANG_TIMEOUT)
     result.assert_outcomes(passed=1)
 
 
@@ -824,7 +826,7 @@ def test_with_xdist_results_and_leak_reports_match_a_serial_run(
         path.unlink()
     result = pytester.runpytest_subprocess(
         *PLUGIN, "-p", "xdist", "-p", "randomly", "-n", "2", "--repro-seed=77",
-        "--repro-leaks=fail", "-p", "no:cacheprovider",
+        "--repro-leaks=fail", "-p", "no:cacheprovider", timeout=HANG_TIMEOUT,
     )
     result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines([

@@ -1,4 +1,4 @@
-"""``ReproCallback`` for Lightning: a scoped fit, seeded workers, and every rank's streams in the checkpoint.
+"""``ReproCallback`` for Lightning: a scoped fit, seeded workers, every rank's streams saved.
 
 Lightning 2.x checkpoints carry no RNG state, and ``seed_everything`` seeds
 once and never undoes it. This callback:

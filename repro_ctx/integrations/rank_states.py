@@ -27,7 +27,7 @@ VERSION: Final = 1
 
 
 def rank_and_world() -> tuple[int, int]:
-    """This process's torch.distributed rank and world size; ``(RANK, WORLD_SIZE)`` or (0, 1) without a group."""
+    """This rank and the world size: the process group's, else ``RANK``, ``WORLD_SIZE`` or 0, 1."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         return int(dist.get_rank()), int(dist.get_world_size())

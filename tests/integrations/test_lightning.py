@@ -13,11 +13,11 @@ import torch
 
 pytest.importorskip("lightning")
 
-import lightning as L  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import lightning as L
+from torch.utils.data import DataLoader, TensorDataset
 
-from repro_ctx import capture, register, unregister  # noqa: E402
-from repro_ctx.integrations.lightning import ReproCallback  # noqa: E402
+from repro_ctx import capture, register, unregister
+from repro_ctx.integrations.lightning import ReproCallback
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,8 @@ def test_a_fit_that_raises_leaves_every_rng_flag_and_variable_as_it_was(
         with pytest.raises(ValueError, match="bad batch"):
             _trainer(callback, default_root_dir=tmp_path).fit(failing, loader)
         assert capture().diff(before) == []
-        assert os.environ["PL_GLOBAL_SEED"] == "7" and "PL_SEED_WORKERS" not in os.environ
+        assert os.environ["PL_GLOBAL_SEED"] == "7"
+        assert "PL_SEED_WORKERS" not in os.environ
         # and the callback is ready for the next run
         _trainer(callback, default_root_dir=tmp_path, enable_checkpointing=False).fit(
             model, loader)
@@ -119,7 +120,8 @@ def test_the_checkpoint_holds_one_entry_for_every_rank(tmp_path: Path) -> None:
     entry = torch.load(path, weights_only=True)["callbacks"]["ReproCallback"]
     assert entry["version"] == 1
     states = entry["rank_states"]
-    assert states["world_size"] == 1 and [e["rank"] for e in states["ranks"]] == [0]
+    assert states["world_size"] == 1
+    assert [e["rank"] for e in states["ranks"]] == [0]
 
 
 def _checkpoint_of(tmp_path: Path, edit: object) -> Path:
@@ -220,3 +222,12 @@ def test_repr_names_the_options() -> None:
     assert repr(ReproCallback(seed=5, tf32=None)) == (
         "ReproCallback(seed=5, algorithms=True, benchmark=False, tf32=None, "
         "fill_uninitialized_memory=None, per_rank=False, strict=True)")
+
+
+def test_import_repro_ctx_imports_no_framework() -> None:
+    code = ("import sys, repro_ctx, repro_ctx.integrations.rank_states; "
+            "print(sorted(m for m in ('lightning', 'transformers', 'accelerate') "
+            "if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                               text=True, timeout=300)
+    assert completed.stdout.strip() == "[]", completed.stderr

@@ -231,3 +231,13 @@ def test_import_repro_ctx_imports_no_framework() -> None:
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                                text=True, timeout=300)
     assert completed.stdout.strip() == "[]", completed.stderr
+
+
+def test_the_checks_find_loaders_in_collections_and_their_samplers_generators() -> None:
+    from repro_ctx.integrations.lightning import _generators, _loaders
+
+    own = torch.Generator()
+    first, second = _loader(), _loader(shuffle=True, generator=own)
+    assert list(_loaders({"a": [first, (second,)], "b": None})) == [first, second]
+    assert _generators(first) == []
+    assert _generators(second) == [own]  # the loader's and its sampler's: one generator

@@ -34,7 +34,8 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 NUMPY_VERSIONS = ["1.26.4", "2.0.2", "2.2.6", "2.4.6"]
 # Test files that exercise the command line, the pytest plugin, the IPython magic,
 # find_divergence, the decorator's static types and the docs: not NumPy-specific,
-# and they need tools (matplotlib, IPython, mypy, lightning) the numpy sessions skip.
+# and they need tools (matplotlib, IPython, mypy, lightning, transformers) the numpy
+# sessions skip.
 NOT_CORE = [
     "tests/cuda",
     "tests/tools/test_cli.py",
@@ -44,6 +45,8 @@ NOT_CORE = [
     "tests/scopes/test_function_typing.py",
     "tests/test_docs_examples.py",
     "tests/test_examples.py",
+    "tests/integrations/test_lightning.py",
+    "tests/integrations/test_transformers.py",
 ]
 
 # pip option -> (uv variable, separator uv expects). pip's constraint files are

@@ -54,7 +54,8 @@ class ScopeWaitWarning(RuntimeWarning):
     """A thread has waited long for another thread's scopes to close."""
 
 
-def _thread_name(ident: int | None) -> str:
+def thread_name(ident: int | None) -> str:
+    """The name of the thread ``ident``, or a stand-in once it has ended."""
     for thread in threading.enumerate():
         if thread.ident == ident:
             return thread.name
@@ -71,7 +72,7 @@ def _acquire() -> None:
             warned = True
             holder = _stack[0].thread if _stack else None
             me = threading.current_thread().name
-            other = _thread_name(holder)
+            other = thread_name(holder)
             warnings.warn(
                 f"{me!r} has waited {waited:.0f} s to open a repro_ctx scope while "
                 f"{other!r} holds scopes open. Scopes are serialised across threads "

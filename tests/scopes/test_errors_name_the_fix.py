@@ -38,6 +38,8 @@ def test_exit_without_enter_says_it_was_never_entered() -> None:
     assert "without a matching __enter__ (or start())" in message
     assert "never entered, or it was closed already" in message
     assert "thread" not in message
+    with deterministic(1), pytest.raises(RuntimeError, match="not open here"):
+        scope.__exit__(None, None, None)  # another object's scope is open: not this one's
 
 
 def test_a_scope_closed_twice_says_it_was_closed_already() -> None:

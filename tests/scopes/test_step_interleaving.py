@@ -10,6 +10,8 @@ sides, so NumPy's cached Gaussian crosses every swap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterator
 
@@ -34,6 +36,30 @@ kinds = st.sampled_from(sorted(DRAWS))
 steps = st.lists(st.lists(kinds, max_size=3), min_size=1, max_size=4)
 
 
+@contextlib.contextmanager
+def globals_restored() -> Iterator[None]:
+    """Put random, NumPy's global state and torch back: these tests move them on purpose."""
+    saved = (random.getstate(), np.random.get_bit_generator(),  # type: ignore[attr-defined]
+             np.random.get_state(legacy=False), torch.get_rng_state())
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_bit_generator(saved[1])  # type: ignore[attr-defined]
+        np.random.set_state(saved[2])
+        torch.set_rng_state(saved[3])
+
+
+def restoring_globals(test: Callable[..., None]) -> Callable[..., None]:
+    """Run ``test`` (all its Hypothesis examples) inside ``globals_restored``."""
+    @functools.wraps(test)
+    def run(*args: object, **kwargs: object) -> None:
+        with globals_restored():
+            test(*args, **kwargs)
+
+    return run
+
+
 def draw_all(names: list[str]) -> list[object]:
     return [DRAWS[name]() for name in names]
 
@@ -53,6 +79,7 @@ def alone(seed: int, plan: list[list[str]]) -> list[list[object]]:
         return [draw_all(names) for names in plan]
 
 
+@restoring_globals
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     plans=st.lists(st.tuples(st.integers(0, 2**64 - 1), steps), min_size=1, max_size=3),
@@ -91,6 +118,7 @@ def test_interleaved_generators_and_outer_code_draw_as_if_alone(
     assert open_activations() == ()
 
 
+@restoring_globals
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     plans=st.lists(st.tuples(st.integers(0, 2**64 - 1), steps), min_size=1, max_size=3),
@@ -130,6 +158,7 @@ def test_interleaved_coroutines_and_the_outer_task_draw_as_if_alone(
     assert open_activations() == ()
 
 
+@restoring_globals
 def test_an_odd_normal_in_a_step_and_outside_keeps_both_cached_gaussians() -> None:
     """The pinned case: both sides leave a cached Gaussian across every swap."""
     @reproducible(seed=3)

@@ -7,8 +7,14 @@ Run: python benchmarks/bench_decorator.py   (prints medians and ratios)
   per-round differences. Target: at most the ``with`` block plus 2 us.
 * per step: ``next()`` on a decorated generator (each step swaps the caller's
   state out and the generator's in, then back), and one real suspension of a
-  decorated coroutine, against the ``with`` block's enter plus exit. Target:
-  at most 1x.
+  decorated coroutine, against the ``with`` block's enter plus exit. Target
+  (#21): a generator step at most 1.2x the ``with`` block.
+* the floor of a step: a block reads each RNG's state once (capture), a
+  step twice (one swap in, one out). NumPy's MT19937 state getter copies its
+  624 words one by one, and NumPy's cached Gaussian can only be read through
+  it, so no public-API step can skip the second read of NumPy (nor of
+  ``random``). Timed in the same run, ``(block + one NumPy read + one random
+  read) / block`` is the ratio below which an exact step cannot go.
 
 All contenders are timed in interleaved rounds (benchmarks/_timing.py); only
 the ratios and differences measured in the same run are meant to be quoted.
@@ -19,6 +25,8 @@ swaps; and the decorator machinery alone, with no sources.
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import statistics
 import sys
 from collections.abc import Coroutine, Generator
@@ -103,11 +111,27 @@ def _report(title: str, samples: dict[str, list[float]], *, targets: bool = True
     for name in ("@reproducible(seed=0) call", "@reproducible(seed=callable) call"):
         extra = paired_median(samples, name, BLOCK)
         print(f"    {name:<34} {extra * 1e6:+8.2f} us vs with block{verdict(extra <= 2e-6)}")
-    print("  per-step state swap"
-          + (" (target: at most 1x the with block's enter + exit)" if targets else ""))
+    print("  per-step state swap, ratio of medians"
+          + (" (target: a generator step at most 1.2x the with block)" if targets else ""))
     for name in ("@reproducible generator step", "@reproducible coroutine suspension"):
         ratio = medians[name] / medians[BLOCK]
-        print(f"    {name:<34} {ratio:8.3f}x with block{verdict(ratio <= 1.0)}")
+        print(f"    {name:<34} {ratio:8.3f}x with block{verdict(ratio <= 1.2)}")
+
+
+NUMPY_READ = "np.random.get_state() (one NumPy read)"
+RANDOM_READ = "random.getstate() (one random read)"
+STEP = "@reproducible generator step"
+
+
+def _floor(samples: dict[str, list[float]]) -> None:
+    """The generator step against the target and against the two-reads floor, per round."""
+    step = statistics.median(s / b for s, b in zip(samples[STEP], samples[BLOCK]))
+    floor = statistics.median((b + n + r) / b for b, n, r in
+                              zip(samples[BLOCK], samples[NUMPY_READ], samples[RANDOM_READ]))
+    print("  the generator step, median of per-round ratios (target: at most 1.2x)")
+    print(f"    generator step / with block        {step:8.3f}x"
+          f"{'  (ok)' if step <= 1.2 else '  (over target)'}")
+    print(f"    floor: (block + one NumPy read + one random read) / block  {floor:6.3f}x")
 
 
 def _per_source(scope: deterministic) -> None:
@@ -159,7 +183,11 @@ def main() -> None:
     full = _contenders(deterministic(seed=0))
     full["undecorated call"] = lambda: None
     full["undecorated generator step"] = _endless().__next__
-    _report("every source (median per call)", per_call_samples(full, calls=200, rounds=101))
+    full[NUMPY_READ] = functools.partial(np.random.get_state, legacy=False)
+    full[RANDOM_READ] = random.getstate
+    samples = per_call_samples(full, calls=200, rounds=101)
+    _report("every source (median per call)", samples)
+    _floor(samples)
 
     _per_source(deterministic(seed=0))
 

@@ -29,7 +29,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from .error_notes import add_scope_notes
+from .error_notes import add_note, add_scope_notes
 from .fork import renew_after_fork
 from .source import Plan, Source
 
@@ -54,7 +54,8 @@ class ScopeWaitWarning(RuntimeWarning):
     """A thread has waited long for another thread's scopes to close."""
 
 
-def _thread_name(ident: int | None) -> str:
+def thread_name(ident: int | None) -> str:
+    """The name of the thread ``ident``, or a stand-in once it has ended."""
     for thread in threading.enumerate():
         if thread.ident == ident:
             return thread.name
@@ -71,7 +72,7 @@ def _acquire() -> None:
             warned = True
             holder = _stack[0].thread if _stack else None
             me = threading.current_thread().name
-            other = _thread_name(holder)
+            other = thread_name(holder)
             warnings.warn(
                 f"{me!r} has waited {waited:.0f} s to open a repro_ctx scope while "
                 f"{other!r} holds scopes open. Scopes are serialised across threads "
@@ -211,21 +212,46 @@ def _translate(older: Activation, newer: Activation) -> list[object]:
 def _restore_all(
     sources: Sequence[Source], snapshots: Sequence[object], error: BaseException | None
 ) -> None:
-    """Restore in reverse order; every source is attempted even if one fails."""
-    failure: BaseException | None = None
+    """Restore in reverse order; every source is attempted whatever the others raise.
+
+    A restore that raises ``Exception`` becomes a ``RuntimeError`` once every
+    source has been attempted, or a warning when ``error`` (the exception
+    leaving the block, or the one that failed the entry) is on its way out.
+    A ``KeyboardInterrupt``, ``SystemExit`` or other ``BaseException`` is
+    never turned into a warning: the first one propagates after the loop,
+    with a note naming the source it interrupted. Raised inside the caller's
+    ``except``/``__exit__``, it has ``error`` as its ``__context__``, and
+    ``error`` keeps its own notes.
+    """
+    failure: Exception | None = None
+    interrupt: BaseException | None = None
+    interrupted = ""
     for index in range(len(snapshots) - 1, -1, -1):
         try:
             sources[index].restore(snapshots[index])
         except Exception as exc:
             if failure is None:
                 failure = exc
-    if failure is None:
+        except BaseException as exc:  # Ctrl-C, sys.exit(): the other sources still come back
+            if interrupt is None:
+                interrupt = exc
+                interrupted = sources[index].name
+    if failure is None and interrupt is None:
         return
-    message = f"repro_ctx could not restore {type(failure).__name__}: {failure}"
-    if error is not None:
+    if failure is not None:
+        message = f"repro_ctx could not restore {type(failure).__name__}: {failure}"
+        if error is None and interrupt is None:
+            raise RuntimeError(message) from failure
         warnings.warn(message, RuntimeWarning, stacklevel=4)
-        return
-    raise RuntimeError(message) from failure
+    if interrupt is not None:
+        add_note(interrupt, INTERRUPTED_NOTE.format(name=interrupted))
+        raise interrupt
+
+
+INTERRUPTED_NOTE = (
+    "repro_ctx: raised while the scope restored {name!r}, which may be left part-restored; "
+    "every other source was restored"
+)
 
 
 def open_activations() -> tuple[Activation, ...]:

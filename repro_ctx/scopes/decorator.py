@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, 
 
 import wrapt
 
+from ..core.error_notes import add_note
 from ..core.scope import close_scope, open_scope
 from ..core.seed import SEED_LIMIT, check_seed, current_rank, rank_seed
 from ..core.source import Plan, Source
@@ -126,7 +127,14 @@ def _called_plan(scope: OptionScope, seed_of: SeedCallable) -> PlanFor:
         return base.with_seed(seed)
 
     def plan_for(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
-        value = seed_of(*args, **kwargs) if instance is None else seed_of(instance, *args, **kwargs)
+        try:
+            value = (seed_of(*args, **kwargs) if instance is None
+                     else seed_of(instance, *args, **kwargs))
+        except TypeError as exc:
+            call_args = args if instance is None else (instance, *args)
+            if not _accepts(seed_of, call_args, kwargs):
+                add_note(exc, _seed_call_note(name, seed_of, call_args, kwargs))
+            raise
         if value is not None and (type(value) is not int or not 0 <= value < SEED_LIMIT):
             try:
                 value = check_seed(value)
@@ -135,6 +143,32 @@ def _called_plan(scope: OptionScope, seed_of: SeedCallable) -> PlanFor:
         return plan_with(value, current_rank() if per_rank else None)
 
     return plan_for
+
+
+def _accepts(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``function``'s signature takes these arguments (unknown signature: no)."""
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _seed_call_note(
+    name: str, seed_of: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """The note on a seed callable's ``TypeError`` when it does not fit the call it received."""
+    try:
+        signature = f"{name}{inspect.signature(seed_of)}"
+    except (TypeError, ValueError):
+        signature = name
+    received = ", ".join([*(type(arg).__name__ for arg in args), *(f"{key}=..." for key in kwargs)])
+    return (
+        f"repro_ctx: the seed callable {signature} receives the decorated call's exact "
+        f"arguments (self or cls first for a method), here ({received}). Give it the "
+        "decorated function's parameters, with **kwargs (and *args) for those it does not "
+        "use: seed=lambda *args, **kwargs: ..."
+    )
 
 
 # The wrappers below have wrapt's (wrapped, instance, args, kwargs) signature.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from ..core.scope import Activation, close_scope, open_scope
+from ..core.scope import Activation, close_scope, open_activations, open_scope, thread_name
 from ..core.scope import entered as _entered
 from ..core.seed import PASSED_GENERATORS_KEY, check_seed, current_rank, rank_seed
 from ..core.source import Algorithms, Plan, Source
@@ -165,7 +166,30 @@ class deterministic:
                 _entered.set(entered[:index] + entered[index + 1 :])
                 close_scope(activation, error=error)
                 return
-        raise RuntimeError("deterministic.stop() called without a matching start()")
+        raise RuntimeError(self._not_open_here())
+
+    def _not_open_here(self) -> str:
+        """Why this context has no scope of this object to close: opened elsewhere, or never."""
+        for activation in reversed(open_activations()):
+            if activation.owner is not self:
+                continue
+            if activation.thread != threading.get_ident():
+                where = thread_name(activation.thread)
+                return (
+                    f"this deterministic scope was opened in thread {where!r} and must be "
+                    f"closed there, not in {threading.current_thread().name!r}: a scope holds "
+                    "the process-wide RNG state and scope lock for the thread that opened it"
+                )
+            return (
+                "this deterministic scope was opened in another asyncio task (or "
+                "contextvars context) of this thread and must be closed in the one that "
+                "opened it; to give each task its own scope, enter it in each task, or "
+                "decorate the coroutine function with @reproducible"
+            )
+        return (
+            "this deterministic scope is not open here: __exit__ (or stop()) without a "
+            "matching __enter__ (or start()). It was never entered, or it was closed already"
+        )
 
     def __enter__(self) -> deterministic:
         self.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast, overload
 
+from ..core.seed import check_seed
 from ..core.source import Algorithms
 from .decorator import ScopeDecorator, SeedCallable
 from .deterministic import deterministic
@@ -83,6 +84,23 @@ def reproducible(*args: Any, **options: Any) -> Any:
     return _decorator(**{**_DEFAULTS, **options})
 
 
+def _check_fixed_seed(seed: object) -> None:
+    """A seed that is not callable is an int in [0, 2**64): the error names all three forms."""
+    try:
+        check_seed(seed)
+    except TypeError:
+        hint = ""
+        if isinstance(seed, str) and seed.isidentifier():
+            hint = (f"; to take the seed from the call's argument {seed!r}, pass a callable "
+                    f"with the decorated function's parameters that returns it: "
+                    f"seed=lambda <those parameters>: {seed}")
+        raise TypeError(
+            "@reproducible's seed must be an int in [0, 2**64), None, or a callable that "
+            "computes it from each call's arguments (seed=lambda ...: ...), got "
+            f"{type(seed).__name__} {seed!r}{hint}"
+        ) from None
+
+
 _DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "algorithms": True,
@@ -108,6 +126,8 @@ def _decorator(
 ) -> ScopeDecorator:
     """Validate the options once; a callable seed is computed per call, so the scope has none."""
     seed_of = seed if callable(seed) else None
+    if seed_of is None and seed is not None:
+        _check_fixed_seed(seed)
     scope = deterministic(
         None if seed_of is not None else cast("int | None", seed),
         algorithms=algorithms,

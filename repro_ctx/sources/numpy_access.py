@@ -58,29 +58,35 @@ def listed(value: Any) -> Any:
     return value
 
 
-_last_key: tuple[bytes, list[int]] = (b"", [])
-"""The last MT19937 key converted, as bytes and as the list made from them."""
+_keys: list[tuple[bytes, list[int]]] = [(b"", []), (b"", [])]
+"""The last two MT19937 keys converted, as bytes and as the list made from them, newest first."""
 
 
 def settable(state: dict[str, Any]) -> dict[str, Any]:
     """A fresh state from a getter, made cheap to set again (in place): MT19937's key as a list.
 
     MT19937 draws from a key it regenerates only every 624 words, so a key
-    read again is most often the one read last (a scope per training step):
-    its list, which nothing ever mutates, is reused when the bytes match.
-    Other bit generators' states are a few ints or small arrays, kept as they are.
+    read again is most often one read lately: the caller's or the scope's (a
+    scope per training step reads one; a generator step swaps two, the
+    caller's and its own). Such a key's list, which nothing ever mutates, is
+    reused when the bytes match. Other bit generators' states are a few ints
+    or small arrays, kept as they are.
     """
-    global _last_key
     if state["bit_generator"] == "MT19937":
         inner = state["state"]
         raw = inner["key"].tobytes()
-        last = _last_key
-        if raw == last[0]:
-            inner["key"] = last[1]
+        keys = _keys
+        newest = keys[0]
+        if raw == newest[0]:
+            inner["key"] = newest[1]
+            return state
+        older = keys[1]
+        if raw == older[0]:
+            inner["key"] = older[1]
         else:
-            listed_key = inner["key"].tolist()
-            inner["key"] = listed_key
-            _last_key = (raw, listed_key)
+            older = (raw, inner["key"].tolist())
+            inner["key"] = older[1]
+        keys[0], keys[1] = older, newest
     return state
 
 

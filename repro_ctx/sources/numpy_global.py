@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.plain import Malformed, Plain, Resolved, check_plain, expect, field, round_trip
 from ..core.seed import numpy_legacy_seed
-from ..core.source import Plan, swap_by_restore
+from ..core.source import Plan, undo
 from . import numpy_access as access
 
 _MT_WORDS: Final = 624
@@ -100,7 +100,27 @@ class NumPyGlobalSource:
             access.global_use(snapshot.bit_generator)
         access.global_set(snapshot.state)
 
-    swap = swap_by_restore
+    def swap(self, snapshot: object) -> GlobalSnapshot:
+        """Capture, then restore ``snapshot``: one state read, the bit generator looked up once.
+
+        The read is the cost of a step (MT19937's state getter copies its 624
+        words one by one); setting a state whose key is a list costs a few us.
+        Swapping bit generator objects instead would skip neither: the legacy
+        Gaussian cache lives in the global RandomState, ``set_bit_generator``
+        clears it, and the only public way to read it is this same
+        ``get_state``.
+        """
+        assert isinstance(snapshot, GlobalSnapshot)
+        bit_generator = access.global_bit_generator()
+        current = GlobalSnapshot(bit_generator, access.global_get())
+        try:
+            if bit_generator is not snapshot.bit_generator:
+                access.global_use(snapshot.bit_generator)
+            access.global_set(snapshot.state)
+        except BaseException:
+            undo(self, current)
+            raise
+        return current
 
     # -- plain data ------------------------------------------------------------
 

@@ -116,5 +116,5 @@ def test_one_object_used_recursively() -> None:
 
 
 def test_exit_without_enter_is_an_error() -> None:
-    with pytest.raises(RuntimeError, match="without a matching start"):
+    with pytest.raises(RuntimeError, match="without a matching __enter__"):
         deterministic(0).stop()

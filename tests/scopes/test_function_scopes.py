@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from repro_ctx import ScopeOrderWarning, deterministic, reproducible
 from repro_ctx.core.scope import open_activations
-from repro_ctx.core.seed import rank_seed
+from repro_ctx.core.seed import check_seed, rank_seed
 from repro_ctx.scopes.function_scopes import FunctionScope, ScopedGenerator
 from tests.global_state import draws, flag_state, full_state
 
@@ -366,7 +366,7 @@ def test_a_generator_finalized_before_its_wrapper_leaves_no_scope_open() -> None
         sys.unraisablehook = hook
     # The generator's own close ran outside its scope: its with block could not find
     # its (set aside) activation. The wrapper then had nothing left to close.
-    assert "without a matching start" in str(unraisable[0].exc_value)
+    assert "without a matching __enter__" in str(unraisable[0].exc_value)
     assert open_activations() == ()
 
 
@@ -696,7 +696,10 @@ def test_a_callable_seed_may_return_none_to_isolate_without_reseeding() -> None:
 
 @pytest.mark.parametrize("bad", ["3", 1.5, True, -1, 2**64])
 def test_a_callable_returning_a_bad_seed_gets_the_literal_seeds_error(bad: object) -> None:
+    """The error an int seed gets (a callable must return an int or None, not a callable)."""
     with pytest.raises((TypeError, ValueError)) as literal:
+        check_seed(bad)
+    with pytest.raises(literal.type):
         reproducible(seed=bad)  # type: ignore[arg-type]
 
     @reproducible(seed=lambda: bad)

@@ -1,0 +1,273 @@
+"""Per-sample streams: sample ``i`` of epoch ``e`` draws from streams seeded by ``(seed, e, i)``.
+
+``per_sample(dataset, seed)`` wraps a map-style dataset. Around each sample
+it seeds ``random``, NumPy's global state and torch's CPU generator (and
+every registered generator and source plugin) from ``(seed, epoch, index)``
+alone, and afterwards puts back the streams the process had. A sample's
+augmentation therefore depends neither on which worker loads it, nor on the
+batch size, the number of workers or ranks, nor on where a resumed run
+starts: skipping the consumed samples is an exact mid-epoch resume, with no
+snapshot of any worker's RNG.
+
+Seeds. Once per epoch, ``SeedSequence(seed, spawn_key=(PER_SAMPLE_KEY,
+epoch))`` gives one 64-bit key per stream. Per sample, with ``z = (index +
+1) * 0x9E3779B97F4A7C15 mod 2**64`` (distinct for every index below 2**64):
+
+* ``random.seed(mix64(z ^ key_random))``, a 64-bit seed;
+* torch: ``torch.default_generator.manual_seed(mix64(z ^ key_torch))`` (not
+  ``torch.manual_seed``, which also seeds every accelerator backend at a
+  hundred times the cost);
+* NumPy: ``np.random.seed(mix32(index ^ key_numpy))``, a 32-bit seed, since
+  legacy seeding of a 64-bit seed goes through an array key at ten times
+  the cost of an int; with another bit generator than MT19937 the global
+  state gets the one its type starts in from that seed;
+* registered generators and source plugins: each source's own seeding with
+  the seed ``mix64(z ^ key_other)``, which derives one stream per generator
+  (``SeedSequence``: these cost what a scope's seeding of them costs).
+
+``mix64`` is SplitMix64's finalizer and ``mix32`` a 32-bit one of the same
+kind; both are bijections, so within an epoch no two indices share a seed
+(for NumPy: no two of the first 2**32 indices), and the keys, independent
+64-bit words, keep the streams and epochs apart.
+
+Restoring. ``__getitem__`` captures the streams, seeds, runs the sample and
+restores them. A DataLoader that batches calls ``__getitems__`` with the
+whole batch: the streams are captured once, each sample is seeded in turn,
+and the streams come back after the last one. Nothing else runs between
+those samples, so to every other piece of code the streams are back after
+each sample, at a fraction of the cost. The wrapped dataset's own
+``__getitems__`` is not used: it would run the batch under one seed.
+
+Epochs. ``set_epoch(e)`` writes the epoch into a one-element tensor in
+shared memory (``Tensor.share_memory_``), which forked workers inherit and
+spawned workers receive through torch's multiprocessing pickler: a
+persistent worker reads the epoch it was set to, although its copy of the
+wrapper never sees the call. Call it before the epoch's iterator is created
+(``iter(loader)``, the ``for``), as with ``DistributedSampler.set_epoch``. A
+plain ``pickle`` or ``copy`` takes the epoch's value, not the shared memory.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Final, Generic, TypeVar
+
+from ..core import scope as _scope
+from ..core.seed import PER_SAMPLE_KEY, check_seed
+from ..core.source import Plan, Source
+from ..sources.default_set import default_sources
+from ..sources.plugins import PluginSource
+from ..sources.python_random import PythonRandomSource
+from ..sources.registry import RegistrySource
+from ..sources.torch_cpu import TorchCPUSource
+
+_T = TypeVar("_T")
+
+_M64: Final = 2**64 - 1
+_M32: Final = 2**32 - 1
+_GOLDEN: Final = 0x9E3779B97F4A7C15
+_EPOCHS_KEPT: Final = 8
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's finalizer: a bijection of ``[0, 2**64)``."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _mix32(x: int) -> int:
+    """A 32-bit finalizer (xorshift-multiply, odd multipliers): a bijection of ``[0, 2**32)``."""
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _M32
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def epoch_keys(seed: int, epoch: int) -> tuple[int, int, int, int]:
+    """The keys of one epoch: ``random``, NumPy (32 bits), torch, the other sources."""
+    import numpy as np  # deferred: import repro_ctx imports no NumPy
+
+    words = np.random.SeedSequence(seed, spawn_key=(PER_SAMPLE_KEY, epoch)).generate_state(
+        4, np.uint64)
+    random_key, numpy_key, torch_key, other_key = (int(word) for word in words)
+    return random_key, numpy_key & _M32, torch_key, other_key
+
+
+def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int, int, int]:
+    """The seeds of sample ``index`` in ``epoch``: ``random``, NumPy, torch, other sources."""
+    return _seeds(epoch_keys(seed, epoch), index)
+
+
+def _seeds(keys: tuple[int, int, int, int], index: int) -> tuple[int, int, int, int]:
+    z = ((index + 1) * _GOLDEN) & _M64
+    return (_mix64(z ^ keys[0]), _mix32((index & _M32) ^ keys[1]), _mix64(z ^ keys[2]),
+            _mix64(z ^ keys[3]))
+
+
+def _check_index(index: object) -> int:
+    if isinstance(index, bool) or not hasattr(type(index), "__index__"):
+        raise TypeError(f"per_sample datasets take an int index, got {type(index).__name__} "
+                        f"{index!r}")
+    value = operator.index(index)  # type: ignore[call-overload]
+    if not 0 <= value <= _M64 - 1:
+        raise ValueError(f"per_sample indices must be in [0, 2**64 - 1), got {value}: a "
+                         "negative index would give the sample another stream than its "
+                         "position does")
+    return int(value)
+
+
+class _Streams:
+    """The sources a sample seeds and the calls that seed them, for one default set."""
+
+    __slots__ = ("numpy", "others", "random_seed", "sources", "numpy_seed", "torch_seed")
+
+    def __init__(self, default: tuple[Source, ...]) -> None:
+        import random
+
+        import numpy as np  # deferred: import repro_ctx imports no NumPy
+        import torch  # deferred: import repro_ctx imports no torch
+
+        from ..sources.numpy_global import NumPyGlobalSource  # imports NumPy
+
+        self.sources: tuple[Source, ...] = tuple(
+            source for source in default
+            if isinstance(source, (PythonRandomSource, NumPyGlobalSource, TorchCPUSource,
+                                   RegistrySource, PluginSource)))
+        self.numpy = next(s for s in self.sources if isinstance(s, NumPyGlobalSource))
+        self.others = tuple(position for position, source in enumerate(self.sources)
+                            if isinstance(source, (RegistrySource, PluginSource)))
+        self.random_seed = random.seed
+        self.numpy_seed = np.random.seed
+        self.torch_seed = torch.default_generator.manual_seed
+
+
+_streams: tuple[tuple[Source, ...], _Streams] | None = None
+
+
+def _current_streams() -> _Streams:
+    global _streams
+    default = default_sources()
+    cached = _streams
+    if cached is None or cached[0] is not default:  # a plugin came or went
+        cached = _streams = (default, _Streams(default))
+    return cached[1]
+
+
+_LEAVE: Final = Plan(seed=None, algorithms=None, benchmark=None, tf32=None,
+                     fill_uninitialized_memory=None)
+
+
+class PerSample(Generic[_T]):
+    """A map-style dataset whose every sample runs with its own seeded streams.
+
+    Made by ``per_sample(dataset, seed)``; see its docstring and this module's.
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
+        if not hasattr(dataset, "__getitem__"):
+            raise TypeError(f"per_sample wraps a map-style dataset (one with __getitem__), "
+                            f"got {type(dataset).__name__}")
+        import torch  # deferred: import repro_ctx imports no torch
+
+        self.dataset = dataset
+        self.seed = check_seed(seed)
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._keys: dict[int, tuple[int, int, int, int]] = {}
+
+    # -- the epoch ------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch samples are seeded for (``set_epoch``; 0 until it is called)."""
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the samples of ``epoch`` from now on, in this process and in every worker.
+
+        Call it before the epoch's DataLoader iterator is created.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**63:
+            raise ValueError(f"epoch must be an int in [0, 2**63), got {epoch!r}")
+        self._epoch[0] = epoch
+
+    def _epoch_keys(self) -> tuple[int, int, int, int]:
+        epoch = int(self._epoch[0])
+        keys = self._keys.get(epoch)
+        if keys is None:
+            if len(self._keys) >= _EPOCHS_KEPT:
+                self._keys.clear()
+            keys = self._keys[epoch] = epoch_keys(self.seed, epoch)
+        return keys
+
+    # -- samples ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> _T:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[_T]:
+        """The samples of ``indices``, each under its own seeds; the streams come back once."""
+        import numpy as np  # deferred: import repro_ctx imports no NumPy
+
+        checked = [_check_index(index) for index in indices]
+        keys = self._epoch_keys()
+        streams = _current_streams()
+        sources = streams.sources
+        with _scope._lock:
+            snapshots = [source.capture() for source in sources]
+        mt19937 = isinstance(np.random.get_bit_generator(), np.random.MT19937)
+        try:
+            return [self._sample(streams, snapshots, keys, index, mt19937) for index in checked]
+        finally:
+            with _scope._lock:
+                for source, snapshot in zip(reversed(sources), reversed(snapshots)):
+                    source.restore(snapshot)
+
+    def _sample(self, streams: _Streams, snapshots: list[object],
+                keys: tuple[int, int, int, int], index: int, mt19937: bool) -> _T:
+        random_seed, numpy_seed, torch_seed, other_seed = _seeds(keys, index)
+        streams.random_seed(random_seed)
+        if mt19937:
+            streams.numpy_seed(numpy_seed)
+        else:
+            streams.numpy.seed(None, _LEAVE.with_seed(numpy_seed))
+        streams.torch_seed(torch_seed)
+        if streams.others:
+            plan = _LEAVE.with_seed(other_seed)
+            for position in streams.others:
+                streams.sources[position].seed(snapshots[position], plan)
+        out: _T = self.dataset[index]
+        return out
+
+    # -- pickling: the shared epoch goes to workers, a copy elsewhere -------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "seed": self.seed, "epoch": self._epoch}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.dataset = state["dataset"]
+        self.seed = state["seed"]
+        self._epoch = state["epoch"]
+        if not self._epoch.is_shared():  # a plain pickle's copy: shareable again
+            self._epoch.share_memory_()
+        self._keys = {}
+
+    def __repr__(self) -> str:
+        return f"per_sample({self.dataset!r}, seed={self.seed!r})"
+
+
+def per_sample(dataset: Any, seed: int = 0) -> PerSample[Any]:
+    """Wrap a map-style dataset so that sample ``i`` of epoch ``e`` is seeded by ``(seed, e, i)``.
+
+    Around each sample, ``random``, NumPy's global state, torch's CPU
+    generator, registered generators and source plugins are seeded from
+    ``(seed, epoch, index)`` alone, and the process's own streams come back
+    afterwards. Augmentations are then the same for any ``num_workers``,
+    batch size or number of ranks, and after a mid-epoch resume that skips
+    the consumed samples. Call ``.set_epoch(e)`` on the wrapper before each
+    epoch (it reaches persistent workers too). Flags, environment variables
+    and accelerator generators are not touched.
+    """
+    return PerSample(dataset, seed)

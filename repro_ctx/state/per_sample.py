@@ -10,25 +10,29 @@ starts: skipping the consumed samples is an exact mid-epoch resume, with no
 snapshot of any worker's RNG.
 
 Seeds. Once per epoch, ``SeedSequence(seed, spawn_key=(PER_SAMPLE_KEY,
-epoch))`` gives one 64-bit key per stream. Per sample, with ``z = (index +
-1) * 0x9E3779B97F4A7C15 mod 2**64`` (distinct for every index below 2**64):
+epoch))`` gives one random key per stream; a sample's seeds are its index
+XORed with them, so no mixing runs per sample, and within an epoch no two
+indices share a seed:
 
-* ``random.seed(mix64(z ^ key_random))``, a 64-bit seed;
-* torch: ``torch.default_generator.manual_seed(mix64(z ^ key_torch))`` (not
-  ``torch.manual_seed``, which also seeds every accelerator backend at a
-  hundred times the cost);
-* NumPy: ``np.random.seed(mix32(index ^ key_numpy))``, a 32-bit seed, since
-  legacy seeding of a 64-bit seed goes through an array key at ten times
-  the cost of an int; with another bit generator than MT19937 the global
-  state gets the one its type starts in from that seed;
+* ``random.seed(index ^ key_random)``, 64 bits: ``random.seed`` hashes its
+  argument through MT19937's ``init_by_array``;
+* NumPy: ``np.random.seed((index ^ key_numpy) mod 2**32)``: legacy seeding
+  takes 32 bits (a 64-bit key goes through an array at ten times the cost);
+  with another bit generator than MT19937 the global state gets the one its
+  type starts in from that seed;
+* torch: ``torch.default_generator.manual_seed((index ^ key_torch) mod
+  2**32)``: the CPU generator's stream depends on the low 32 bits of its
+  seed only. Not ``torch.manual_seed``, which also seeds every accelerator
+  backend at a hundred times the cost;
 * registered generators and source plugins: each source's own seeding with
-  the seed ``mix64(z ^ key_other)``, which derives one stream per generator
-  (``SeedSequence``: these cost what a scope's seeding of them costs).
+  the seed ``index ^ key_other``, which derives one stream per generator
+  through ``SeedSequence`` (they cost what a scope's seeding of them does);
+  only when there are any.
 
-``mix64`` is SplitMix64's finalizer and ``mix32`` a 32-bit one of the same
-kind; both are bijections, so within an epoch no two indices share a seed
-(for NumPy: no two of the first 2**32 indices), and the keys, independent
-64-bit words, keep the streams and epochs apart.
+The 32-bit seeds are distinct for the first 2**32 indices of an epoch;
+across epochs the keys are independent, so two samples of different epochs
+share a NumPy or torch stream only by a chance of about one in 2**32 per
+pair whose indices differ by the keys' XOR.
 
 Restoring. ``__getitem__`` captures the streams, seeds, runs the sample and
 restores them. A DataLoader that batches calls ``__getitems__`` with the
@@ -58,59 +62,41 @@ from ..core.source import Plan, Source
 from ..sources.default_set import default_sources
 from ..sources.plugins import PluginSource
 from ..sources.python_random import PythonRandomSource
-from ..sources.registry import RegistrySource
+from ..sources.registry import Captured, RegistrySource
 from ..sources.torch_cpu import TorchCPUSource
 
 _T = TypeVar("_T")
 
-_M64: Final = 2**64 - 1
 _M32: Final = 2**32 - 1
-_GOLDEN: Final = 0x9E3779B97F4A7C15
 _EPOCHS_KEPT: Final = 8
 
 
-def _mix64(z: int) -> int:
-    """SplitMix64's finalizer: a bijection of ``[0, 2**64)``."""
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
-
-
-def _mix32(x: int) -> int:
-    """A 32-bit finalizer (xorshift-multiply, odd multipliers): a bijection of ``[0, 2**32)``."""
-    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _M32
-    x = ((x ^ (x >> 15)) * 0x846CA68B) & _M32
-    return x ^ (x >> 16)
-
-
 def epoch_keys(seed: int, epoch: int) -> tuple[int, int, int, int]:
-    """The keys of one epoch: ``random``, NumPy (32 bits), torch, the other sources."""
+    """The keys of one epoch: ``random``, NumPy (32 bits), torch (32 bits), the other sources."""
     import numpy as np  # deferred: import repro_ctx imports no NumPy
 
     words = np.random.SeedSequence(seed, spawn_key=(PER_SAMPLE_KEY, epoch)).generate_state(
         4, np.uint64)
     random_key, numpy_key, torch_key, other_key = (int(word) for word in words)
-    return random_key, numpy_key & _M32, torch_key, other_key
+    return random_key, numpy_key & _M32, torch_key & _M32, other_key
 
 
 def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int, int, int]:
     """The seeds of sample ``index`` in ``epoch``: ``random``, NumPy, torch, other sources."""
-    return _seeds(epoch_keys(seed, epoch), index)
-
-
-def _seeds(keys: tuple[int, int, int, int], index: int) -> tuple[int, int, int, int]:
-    z = ((index + 1) * _GOLDEN) & _M64
-    return (_mix64(z ^ keys[0]), _mix32((index & _M32) ^ keys[1]), _mix64(z ^ keys[2]),
-            _mix64(z ^ keys[3]))
+    random_key, numpy_key, torch_key, other_key = epoch_keys(seed, epoch)
+    low = index & _M32
+    return index ^ random_key, low ^ numpy_key, low ^ torch_key, index ^ other_key
 
 
 def _check_index(index: object) -> int:
+    if type(index) is int and 0 <= index < 2**64:  # what samplers yield: the fast path
+        return index
     if isinstance(index, bool) or not hasattr(type(index), "__index__"):
         raise TypeError(f"per_sample datasets take an int index, got {type(index).__name__} "
                         f"{index!r}")
     value = operator.index(index)  # type: ignore[call-overload]
-    if not 0 <= value <= _M64 - 1:
-        raise ValueError(f"per_sample indices must be in [0, 2**64 - 1), got {value}: a "
+    if not 0 <= value < 2**64:
+        raise ValueError(f"per_sample indices must be in [0, 2**64), got {value}: a "
                          "negative index would give the sample another stream than its "
                          "position does")
     return int(value)
@@ -151,6 +137,11 @@ def _current_streams() -> _Streams:
     if cached is None or cached[0] is not default:  # a plugin came or went
         cached = _streams = (default, _Streams(default))
     return cached[1]
+
+
+def _nothing_registered(snapshot: object) -> bool:
+    """A registry snapshot with no generator in it: nothing to seed."""
+    return isinstance(snapshot, Captured) and not snapshot.objs
 
 
 _LEAVE: Final = Plan(seed=None, algorithms=None, benchmark=None, tf32=None,
@@ -218,26 +209,28 @@ class PerSample(Generic[_T]):
         with _scope._lock:
             snapshots = [source.capture() for source in sources]
         mt19937 = isinstance(np.random.get_bit_generator(), np.random.MT19937)
+        others = [(streams.sources[position], snapshots[position]) for position in streams.others
+                  if not _nothing_registered(snapshots[position])]
         try:
-            return [self._sample(streams, snapshots, keys, index, mt19937) for index in checked]
+            return [self._sample(streams, others, keys, index, mt19937) for index in checked]
         finally:
             with _scope._lock:
                 for source, snapshot in zip(reversed(sources), reversed(snapshots)):
                     source.restore(snapshot)
 
-    def _sample(self, streams: _Streams, snapshots: list[object],
+    def _sample(self, streams: _Streams, others: list[tuple[Source, object]],
                 keys: tuple[int, int, int, int], index: int, mt19937: bool) -> _T:
-        random_seed, numpy_seed, torch_seed, other_seed = _seeds(keys, index)
-        streams.random_seed(random_seed)
+        low = index & _M32
+        streams.random_seed(index ^ keys[0])
         if mt19937:
-            streams.numpy_seed(numpy_seed)
+            streams.numpy_seed(low ^ keys[1])
         else:
-            streams.numpy.seed(None, _LEAVE.with_seed(numpy_seed))
-        streams.torch_seed(torch_seed)
-        if streams.others:
-            plan = _LEAVE.with_seed(other_seed)
-            for position in streams.others:
-                streams.sources[position].seed(snapshots[position], plan)
+            streams.numpy.seed(None, _LEAVE.with_seed(low ^ keys[1]))
+        streams.torch_seed(low ^ keys[2])
+        if others:
+            plan = _LEAVE.with_seed(index ^ keys[3])
+            for source, snapshot in others:
+                source.seed(snapshot, plan)
         out: _T = self.dataset[index]
         return out
 

@@ -44,6 +44,8 @@ NOT_CORE = [
     "tests/scopes/test_function_typing.py",
     "tests/test_docs_examples.py",
     "tests/test_examples.py",
+    "tests/integrations/test_accelerate.py",
+    "tests/integrations/test_dcp.py",
 ]
 
 # pip option -> (uv variable, separator uv expects). pip's constraint files are

@@ -54,7 +54,7 @@ plain ``pickle`` or ``copy`` takes the epoch's value, not the shared memory.
 from __future__ import annotations
 
 import operator
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, SupportsIndex, TypeVar, cast
 
 from ..core import scope as _scope
 from ..core.seed import PER_SAMPLE_KEY, check_seed
@@ -94,7 +94,7 @@ def _check_index(index: object) -> int:
     if isinstance(index, bool) or not hasattr(type(index), "__index__"):
         raise TypeError(f"per_sample datasets take an int index, got {type(index).__name__} "
                         f"{index!r}")
-    value = operator.index(index)  # type: ignore[call-overload]
+    value = operator.index(cast("SupportsIndex", index))
     if not 0 <= value < 2**64:
         raise ValueError(f"per_sample indices must be in [0, 2**64), got {value}: a "
                          "negative index would give the sample another stream than its "
@@ -105,7 +105,7 @@ def _check_index(index: object) -> int:
 class _Streams:
     """The sources a sample seeds and the calls that seed them, for one default set."""
 
-    __slots__ = ("numpy", "others", "random_seed", "sources", "numpy_seed", "torch_seed")
+    __slots__ = ("numpy", "numpy_seed", "others", "random_seed", "sources", "torch_seed")
 
     def __init__(self, default: tuple[Source, ...]) -> None:
         import random
@@ -162,7 +162,7 @@ class PerSample(Generic[_T]):
 
         self.dataset = dataset
         self.seed = check_seed(seed)
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # type: ignore[no-untyped-call]
         self._keys: dict[int, tuple[int, int, int, int]] = {}
 
     # -- the epoch ------------------------------------------------------------
@@ -202,13 +202,15 @@ class PerSample(Generic[_T]):
         """The samples of ``indices``, each under its own seeds; the streams come back once."""
         import numpy as np  # deferred: import repro_ctx imports no NumPy
 
+        from ..sources.numpy_access import global_bit_generator  # imports NumPy
+
         checked = [_check_index(index) for index in indices]
         keys = self._epoch_keys()
         streams = _current_streams()
         sources = streams.sources
         with _scope._lock:
             snapshots = [source.capture() for source in sources]
-        mt19937 = isinstance(np.random.get_bit_generator(), np.random.MT19937)
+        mt19937 = isinstance(global_bit_generator(), np.random.MT19937)
         others = [(streams.sources[position], snapshots[position]) for position in streams.others
                   if not _nothing_registered(snapshots[position])]
         try:

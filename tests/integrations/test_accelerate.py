@@ -45,5 +45,5 @@ def test_another_number_of_processes_or_a_missing_file_is_refused(
 
 
 def test_register_takes_an_accelerator() -> None:
-    with pytest.raises(TypeError, match="takes an accelerate.Accelerator, got object"):
+    with pytest.raises(TypeError, match=r"takes an accelerate\.Accelerator, got object"):
         register(object())  # type: ignore[arg-type]

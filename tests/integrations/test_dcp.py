@@ -36,10 +36,12 @@ def test_another_world_size_raises_naming_both(
     runs: dict[str, list[dict[str, Any]]],
 ) -> None:
     for rank in runs["three"]:
-        assert "2 ranks" in rank["raise"]["error"] and "world size 3" in rank["raise"]["error"]
+        assert "2 ranks" in rank["raise"]["error"]
+        assert "world size 3" in rank["raise"]["error"]
         assert "on_resize='derive'" in rank["raise"]["error"]
     for rank in runs["two_load"]:
-        assert "3 ranks" in rank["raise"]["error"] and "world size 2" in rank["raise"]["error"]
+        assert "3 ranks" in rank["raise"]["error"]
+        assert "world size 2" in rank["raise"]["error"]
 
 
 def test_derive_keeps_saved_ranks_and_derives_new_ones_from_the_saved_seed(

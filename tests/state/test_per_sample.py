@@ -158,8 +158,10 @@ def test_registered_generators_and_plugin_sources_are_seeded_per_sample() -> Non
         before = generator.get_state()
         dataset = per_sample(Uses(), seed=3)
         rows = [dataset[i].tolist() for i in (0, 1, 0)]
-        assert rows[0] == rows[2] and rows[0][0] != rows[1][0]
-        assert rows[0][1] != rows[1][1] and rows[0][1] != -1
+        assert rows[0] == rows[2]
+        assert rows[0][0] != rows[1][0]
+        assert rows[0][1] != rows[1][1]
+        assert rows[0][1] != -1
         assert torch.equal(generator.get_state(), before)
         assert counter.value == -1
         dataset.set_epoch(1)
@@ -178,7 +180,8 @@ def test_a_global_state_backed_by_another_bit_generator() -> None:
         dataset = per_sample(Augment(), seed=3)
         first, again = dataset[2].tolist(), dataset[2].tolist()
         assert first == again
-        assert np.random.get_bit_generator() is pcg and pcg.state == state
+        assert np.random.get_bit_generator() is pcg
+        assert pcg.state == state
     finally:
         np.random.set_bit_generator(mt)
 
@@ -251,7 +254,8 @@ def test_copies_carry_the_epoch_value() -> None:
         other.set_epoch(5)  # its own epoch, not the original's
         assert dataset.epoch == 4
     assert len(dataset) == SIZE
-    assert repr(dataset).startswith("per_sample(") and "seed=3" in repr(dataset)
+    assert repr(dataset).startswith("per_sample(")
+    assert "seed=3" in repr(dataset)
 
 
 def test_bad_input_says_what_is_accepted() -> None:

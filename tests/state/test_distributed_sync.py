@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import torch.distributed as dist
 
 from repro_ctx import distributed
+from repro_ctx.state import distributed as distributed_impl
+from tests.global_state import rng_state
 from tests.rank_processes import run_ranks
 
 WORLD = 3
@@ -39,4 +43,31 @@ def test_a_bad_src_is_refused_on_every_rank(ranks: list[dict[str, Any]]) -> None
 
 def test_synchronize_needs_a_process_group() -> None:
     with pytest.raises(RuntimeError, match="init_process_group"):
+        distributed.synchronize()
+
+
+@pytest.fixture
+def one_rank_group() -> Iterator[None]:
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.usefixtures("one_rank_group")
+def test_one_rank_keeps_its_streams_and_reports_a_failed_capture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = rng_state()
+    assert distributed.synchronize() == []
+    assert rng_state() == before
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        distributed.synchronize(strict=None)  # type: ignore[arg-type]
+
+    def fails() -> None:
+        raise OSError("no state here")
+
+    monkeypatch.setattr(distributed_impl, "capture", fails)
+    with pytest.raises(RuntimeError, match="rank 0 could not capture its RNG state: OSError"):
         distributed.synchronize()

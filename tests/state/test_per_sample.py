@@ -90,6 +90,17 @@ def test_epochs_and_seeds_give_other_streams() -> None:
     assert other[4].tolist()[1:] != first[1:]
 
 
+def test_many_epochs_in_one_wrapper() -> None:
+    dataset = per_sample(Augment(), seed=3)
+    rows = []
+    for epoch in range(12):  # more epochs than the wrapper keeps keys for
+        dataset.set_epoch(epoch)
+        rows.append(dataset[0].tolist())
+    dataset.set_epoch(0)
+    assert dataset[0].tolist() == rows[0]
+    assert len({tuple(row) for row in rows}) == 12
+
+
 def test_seeds_within_an_epoch_are_distinct_and_streams_apart() -> None:
     keys = epoch_keys(0, 0)
     assert len(set(keys)) == 4

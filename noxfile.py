@@ -47,6 +47,8 @@ NOT_CORE = [
     "tests/test_examples.py",
     "tests/integrations/test_lightning.py",
     "tests/integrations/test_transformers.py",
+    "tests/integrations/test_accelerate.py",
+    "tests/integrations/test_dcp.py",
 ]
 
 # pip option -> (uv variable, separator uv expects). pip's constraint files are

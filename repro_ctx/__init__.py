@@ -13,6 +13,7 @@ from .scopes.reproducible import reproducible
 from .sources.plugin_api import Source, SourcePluginWarning
 from .sources.plugin_registry import register_source, unregister_source
 from .sources.registry import register, registered, unregister
+from .state.per_sample import per_sample
 from .state.snapshot import RNGState, capture
 from .state.workers import dataloader_kwargs, seed_worker
 from .tools.magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
@@ -32,6 +33,7 @@ __all__ = [
     "deterministic",
     "env_seed",
     "find_divergence",
+    "per_sample",
     "record",
     "register",
     "register_source",

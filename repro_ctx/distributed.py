@@ -7,6 +7,7 @@ checks the first kind and saves and restores either kind:
 
 * ``assert_synchronized(group=None)``: every rank's state must be equal, else
   every rank raises an error naming the ranks and sources that differ.
+* ``synchronize(src=0)``: every rank takes rank ``src``'s RNG streams.
 * ``state_dict()`` / ``load_state_dict()``: this rank's state, recording its
   rank and the world size, which loading checks.
 * ``save(directory)`` / ``load(directory)``: the same, one file per rank.
@@ -19,6 +20,7 @@ from .state.distributed import (
     load_state_dict,
     save,
     state_dict,
+    synchronize,
 )
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "load_state_dict",
     "save",
     "state_dict",
+    "synchronize",
 ]

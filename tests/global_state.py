@@ -46,6 +46,10 @@ ENVIRONMENT = (
     "PL_SEED_WORKERS",
     "CUDA_LAUNCH_BLOCKING",
     "FLASH_ATTENTION_DETERMINISTIC",
+    "ASCEND_LAUNCH_BLOCKING",
+    "HCCL_DETERMINISTIC",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
 )
 """Every variable a scope covers, named here, not taken from repro_ctx."""
 

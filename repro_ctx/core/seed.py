@@ -27,6 +27,7 @@ REGISTERED_GENERATORS_KEY: Final = 2
 RANK_KEY: Final = 3
 WORKER_KEY: Final = 5
 PLUGIN_SOURCES_KEY: Final = 6
+PER_SAMPLE_KEY: Final = 7
 
 
 def check_seed(seed: object, *, what: str = "seed") -> int:

@@ -4,10 +4,18 @@ A scope sets two of them itself, for what it starts or first initialises:
 cuBLAS reads its workspace setting once, at its first use, and
 ``PYTHONHASHSEED`` only affects new interpreters. The others are set by
 libraries' own determinism helpers (Lightning's ``seed_everything``,
-transformers' ``enable_full_determinism``) when they run inside a scope; left
-set after it, they would change everything that runs later. All of them are
-captured on entry and come back exactly on exit: an unset variable comes
-back unset.
+transformers' ``enable_full_determinism``, torchtitan's batch-invariant mode)
+when they run inside a scope; left set after it, they would change everything
+that runs later. All of them are captured on entry and come back exactly on
+exit: an unset variable comes back unset.
+
+A scope never sets the launch-blocking variables (they serialise every
+kernel, a debugging aid), nor HCCL's or NCCL's: NCCL reads ``NCCL_ALGO`` and
+``NCCL_PROTO`` when a communicator is created, at a process group's first
+collective, which a scope entered later cannot reach, and pinning them costs
+bandwidth on every collective. Set them before ``init_process_group`` when
+cross-rank reductions must be bitwise stable; a scope puts back whatever it
+found.
 """
 
 from __future__ import annotations
@@ -57,6 +65,26 @@ SCOPED_VARIABLES: Final = (
         "FLASH_ATTENTION_DETERMINISTIC",
         "transformers' enable_full_determinism sets it to 1: flash-attention's "
         "deterministic backward",
+    ),
+    ScopedVariable(
+        "ASCEND_LAUNCH_BLOCKING",
+        "transformers' enable_full_determinism sets it to 1: synchronous Ascend NPU launches",
+    ),
+    ScopedVariable(
+        "HCCL_DETERMINISTIC",
+        "transformers' enable_full_determinism sets it to 1: deterministic HCCL "
+        "collectives on Ascend NPUs",
+    ),
+    ScopedVariable(
+        "NCCL_ALGO",
+        "NCCL's collective algorithm, read when a communicator is created: it decides the "
+        "order in which ranks' values are summed (torchtitan's batch-invariant mode sets "
+        "'allreduce:tree')",
+    ),
+    ScopedVariable(
+        "NCCL_PROTO",
+        "NCCL's protocol, read when a communicator is created: LL and LL128 may reorder "
+        "reductions (torchtitan's batch-invariant mode sets 'Simple')",
     ),
 )
 """Every variable a scope captures and restores, in snapshot order."""

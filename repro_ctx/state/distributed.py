@@ -196,3 +196,38 @@ def load(directory: str | os.PathLike[str], *, strict: bool = True) -> list[str]
                              f"has world size {world}")
         raise FileNotFoundError(f"no RNG state for rank {rank}: {path} does not exist")
     return load_state_dict(torch.load(path, weights_only=True), strict=strict)
+
+
+def synchronize(src: int = 0, group: Any = None, *, strict: bool = True) -> list[str]:
+    """Give every rank of ``group`` rank ``src``'s RNG streams; return what was skipped.
+
+    Call it on every rank. Rank ``src`` (a global rank) captures its state;
+    one ``broadcast_object_list`` sends it to the others, which restore it:
+    ``random``, NumPy's global state, torch's CPU generator, every
+    accelerator generator (device by device), registered generators and
+    source plugins, where accelerate's ``synchronize_rng_states`` covers one
+    source per call. Flags and environment variables stay as they are on
+    each rank. ``strict`` is ``RNGState.restore``'s: a rank whose sources
+    differ from ``src``'s (another number of devices, another generator
+    registered) raises ``StateMismatchError`` and restores nothing. If
+    ``src`` cannot capture its state, every rank raises ``RuntimeError``.
+    """
+    dist = _dist()
+    world = int(dist.get_world_size())
+    if isinstance(src, bool) or not isinstance(src, int) or not 0 <= src < world:
+        raise ValueError(f"src must be a rank in [0, {world}), got {src!r}")
+    if strict is not True and strict is not False:
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    payload: list[Any] = [None]
+    if int(dist.get_rank()) == src:
+        try:
+            payload[0] = {"state": capture().state_dict()}
+        except Exception as exc:  # every rank learns of it, after the collective
+            payload[0] = {"error": f"{type(exc).__name__}: {exc}"}
+    dist.broadcast_object_list(payload, src=src, group=group)
+    sent = payload[0]
+    if "error" in sent:
+        raise RuntimeError(f"rank {src} could not capture its RNG state: {sent['error']}")
+    if int(dist.get_rank()) == src:
+        return []
+    return RNGState.from_state_dict(sent["state"]).restore(strict=strict)

@@ -27,6 +27,7 @@ from repro_ctx.core.error_notes import ALGORITHMS_NOTE
 from repro_ctx.core.scope import open_activations
 from tests.global_state import full_state, scramble
 from tests.plugin_site import registry_preserved
+from tests.waits import HANG_TIMEOUT
 
 
 class CustomInterrupt(BaseException):
@@ -87,7 +88,7 @@ def lock_is_free() -> bool:
 
     thread = threading.Thread(target=probe)
     thread.start()
-    thread.join(timeout=600)  # guards against a hang only
+    thread.join(timeout=HANG_TIMEOUT)  # guards against a hang only
     return result == [True]
 
 

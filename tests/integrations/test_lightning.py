@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from repro_ctx import capture, register, unregister
 from repro_ctx.integrations.lightning import ReproCallback
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def _run(mode: str, folder: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     completed = subprocess.run(
         [sys.executable, "-m", "tests.integrations.lightning_run", mode, str(folder)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT)
     assert completed.returncode == 0, f"{completed.stdout}\n{completed.stderr}"
     assert f"{mode}: ok" in completed.stdout
 
@@ -229,7 +230,7 @@ def test_import_repro_ctx_imports_no_framework() -> None:
             "print(sorted(m for m in ('lightning', 'transformers', 'accelerate') "
             "if m in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                               text=True, timeout=300)
+                               text=True, timeout=HANG_TIMEOUT)
     assert completed.stdout.strip() == "[]", completed.stderr
 
 

@@ -18,6 +18,7 @@ from repro_ctx.integrations.rank_states import (
     rank_and_world,
     restore_own,
 )
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def test_each_rank_gets_its_own_streams_back_from_one_gathered_entry(
         env={**base, "RANK": str(rank), "WORLD_SIZE": str(world),
              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
         for rank in range(world)]
-    outputs = [process.communicate(timeout=600)[0] for process in ranks]
+    outputs = [process.communicate(timeout=HANG_TIMEOUT)[0] for process in ranks]
     for rank, (process, output) in enumerate(zip(ranks, outputs)):
         assert process.returncode == 0, output
         assert f"rank {rank}: ok" in output

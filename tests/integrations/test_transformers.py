@@ -17,6 +17,7 @@ pytest.importorskip("transformers")
 
 from repro_ctx import capture
 from repro_ctx.integrations.transformers import ReproCallback
+from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def _run(mode: str, folder: Path) -> None:
     env["HF_HUB_OFFLINE"] = "1"
     completed = subprocess.run(
         [sys.executable, "-m", "tests.integrations.transformers_run", mode, str(folder)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT)
     assert completed.returncode == 0, f"{completed.stdout}\n{completed.stderr}"
     assert f"{mode}: ok" in completed.stdout
 

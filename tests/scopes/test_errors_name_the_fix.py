@@ -21,6 +21,7 @@ from repro_ctx import deterministic, reproducible
 from repro_ctx.core import error_notes
 from repro_ctx.core.scope import open_activations
 from tests.global_state import full_state
+from tests.waits import HANG_TIMEOUT
 
 
 def notes(error: BaseException) -> list[str]:
@@ -60,19 +61,19 @@ def test_closing_in_another_thread_names_the_thread_that_opened_it() -> None:
         with scope:
             random.random()
             opened.set()
-            close_now.wait(600)  # guards against a hang only
+            close_now.wait(HANG_TIMEOUT)  # guards against a hang only
         done.set()
 
     thread = threading.Thread(target=owner, name="trainer-thread")
     thread.start()
-    assert opened.wait(600)
+    assert opened.wait(HANG_TIMEOUT)
     try:
         scope.__exit__(None, None, None)
     except RuntimeError as exc:
         errors.append(exc)
     finally:
         close_now.set()
-        thread.join(600)
+        thread.join(HANG_TIMEOUT)
     assert done.is_set()
     assert len(errors) == 1
     message = str(errors[0])

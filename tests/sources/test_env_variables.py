@@ -23,6 +23,10 @@ LIBRARY_VARIABLES = (
     "PL_SEED_WORKERS",
     "CUDA_LAUNCH_BLOCKING",
     "FLASH_ATTENTION_DETERMINISTIC",
+    "ASCEND_LAUNCH_BLOCKING",
+    "HCCL_DETERMINISTIC",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
 )
 ALL = ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", *LIBRARY_VARIABLES)
 
@@ -47,8 +51,16 @@ def transformers_enable_full_determinism() -> None:
     """What transformers' ``enable_full_determinism`` does to the environment and torch."""
     os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
+    os.environ["ASCEND_LAUNCH_BLOCKING"] = "1"
+    os.environ["HCCL_DETERMINISTIC"] = "1"
     os.environ["FLASH_ATTENTION_DETERMINISTIC"] = "1"
     torch.use_deterministic_algorithms(True)
+
+
+def torchtitan_batch_invariance() -> None:
+    """The NCCL variables torchtitan's ``set_batch_invariance`` sets for reduction order."""
+    os.environ["NCCL_PROTO"] = "Simple"
+    os.environ["NCCL_ALGO"] = "allreduce:tree"
 
 
 def test_every_variable_is_scoped_with_a_reason() -> None:
@@ -64,6 +76,7 @@ def test_unset_variables_set_inside_a_scope_come_back_unset() -> None:
     with deterministic(0):
         lightning_seed_everything(0, workers=True)
         transformers_enable_full_determinism()
+        torchtitan_batch_invariance()
         assert os.environ["PL_GLOBAL_SEED"] == "0"
     assert _values() == before
     assert all(os.environ.get(name) is None for name in ALL)
@@ -73,12 +86,13 @@ def test_unset_variables_set_inside_a_scope_come_back_unset() -> None:
 def test_values_set_before_a_scope_come_back_exactly() -> None:
     os.environ.update(
         PL_GLOBAL_SEED="42", PL_SEED_WORKERS="0", CUDA_LAUNCH_BLOCKING="0",
-        FLASH_ATTENTION_DETERMINISTIC="0",
+        FLASH_ATTENTION_DETERMINISTIC="0", HCCL_DETERMINISTIC="0", NCCL_ALGO="ring",
     )
     before = _values()
     with deterministic(7):
         lightning_seed_everything(7, workers=True)
         transformers_enable_full_determinism()
+        torchtitan_batch_invariance()
         del os.environ["PL_SEED_WORKERS"]
     assert _values() == before
 

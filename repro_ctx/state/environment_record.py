@@ -217,7 +217,7 @@ def torch_backends(config: str) -> tuple[str | None, str | None, str | None]:
 
 
 def _numpy_blas(np: Any) -> dict[str, str | None]:
-    """NumPy's BLAS and LAPACK with their versions (``show_config(mode="dicts")``, NumPy >= 1.25)."""
+    """NumPy's BLAS and LAPACK, with versions (``show_config(mode="dicts")``, NumPy >= 1.25)."""
     try:
         config = np.show_config(mode="dicts")
     except (TypeError, ValueError, ImportError):  # older NumPy: no dict form
@@ -263,7 +263,7 @@ def _packages() -> dict[str, str]:
 def _threadpools() -> list[dict[str, Any]] | None:
     """threadpoolctl's view (the BLAS core type OpenBLAS chose, threads), where installed."""
     try:
-        import threadpoolctl  # deferred: an optional dependency
+        import threadpoolctl  # type: ignore[import-not-found,unused-ignore]  # optional
     except ImportError:
         return None
     keys = ("user_api", "internal_api", "version", "num_threads", "architecture")

@@ -598,7 +598,7 @@ def test_loaded_outputs_are_compared_key_by_key() -> None:
 def test_equal_tensors_in_different_bytes_are_reported_as_bytes(tmp_path: Path) -> None:
     import numpy as np
 
-    from repro_ctx.tools.cli import _describe_difference
+    from repro_ctx.tools.check_report import describe_difference as _describe_difference
 
     values = np.arange(6.0).reshape(2, 3)
     np.save(tmp_path / "c.npy", values)

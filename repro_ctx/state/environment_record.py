@@ -61,7 +61,7 @@ SUMMARY_FIELDS: Final = (
 )
 
 
-def environment_record(*, read_gpus: bool = True) -> dict[str, Any]:
+def environment_record(*, read_gpus: bool = True, flags: bool = True) -> dict[str, Any]:
     """This process's environment as JSON-ready data (schema ``"repro-ctx environment"``, 1).
 
     Keys: ``schema``, ``schema_version``; ``python`` (version,
@@ -80,6 +80,8 @@ def environment_record(*, read_gpus: bool = True) -> dict[str, Any]:
     GPUs are read with ``nvidia-smi``, which leaves CUDA uninitialised, or
     from ``torch.cuda`` when CUDA is initialised already; otherwise only with
     ``read_gpus=True``, which then initialises CUDA and says so in ``read``.
+    ``flags=False`` leaves ``flags`` empty, for a caller that records the
+    flags a scope set apart (``record()``).
     """
     static = _static()
     import torch  # deferred: keeps torch out of `import repro_ctx`
@@ -96,7 +98,7 @@ def environment_record(*, read_gpus: bool = True) -> dict[str, Any]:
         "cpu": dict(static["cpu"]),
         "gpus": _gpus(torch, read_gpus),
         "variables": kernel_variables(os.environ),
-        "flags": _flags(),
+        "flags": _flags() if flags else {},
         "hash_seed": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
                       "fixed": hash_seed_fixed()},
         "packages": dict(static["packages"]),

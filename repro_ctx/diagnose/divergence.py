@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..scopes.deterministic import deterministic
 from ..state.environment_record import environment_record
 from .causes import Evidence, classify
+from .numpy_rngs import moved, named_generators, states, uncovered_numpy
 from .op_outputs import value_differences
 from .op_recorder import record_run
 from .progress import Progress
@@ -91,6 +92,8 @@ def find_divergence(
         raise ValueError(f"runs must be an int >= 2, got {runs}")
     scope = _scope("find_divergence", seed, options)
     progress = Progress(f"find_divergence({_name(fn)})")
+    numpy_generators = named_generators(fn)
+    before = states(numpy_generators)
     try:
         first = record_run(fn, args, scope, progress=progress.stage(f"run 1/{runs}"))
         other, number, earliest = first, 1, None
@@ -116,6 +119,9 @@ def find_divergence(
         found[0], found[1], first.ops, other.ops, first.flags, other.flags, labels,
         evidence=evidence,
     )
+    uncovered = moved(numpy_generators, before)
+    if cause is not None and cause.kind != "uncovered_rng" and uncovered:
+        cause = uncovered_numpy(uncovered)
     return build_report(
         labels, first.ops, other.ops,
         values=values, flags=first.flags, flags_b=other.flags,

@@ -196,3 +196,36 @@ def record_in(data: object, where: str) -> dict[str, Any]:
         "--json` (schema 2 or later), a file written by repro_ctx.record(), or a record "
         "itself (schema 'repro-ctx environment')"
     )
+
+
+def summary_in(state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The environment summary a state dict carries; ``None`` in one saved without it.
+
+    ``ValueError`` for one that is not ``{field: str, int, float, bool or None}``.
+    """
+    summary = state_dict.get("environment")
+    if summary is None:
+        return None
+    if not isinstance(summary, Mapping) or not all(
+        isinstance(key, str) and (value is None or isinstance(value, (str, int, float, bool)))
+        for key, value in summary.items()
+    ):
+        raise ValueError("malformed RNGState state dict: 'environment' must be a dict of "
+                         "field names to str, int, float, bool or None")
+    return dict(summary)
+
+
+def summary_lines(saved: Mapping[str, Any], here: Mapping[str, Any]) -> list[str]:
+    """``"environment: ..."`` for each difference of two summaries that can change results."""
+    return [f"environment: {item.why}" for item in changing(differences(saved, here))]
+
+
+def restore_warning(saved: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:
+    """The one warning a restore gives where the saved environment differs; ``None``: same."""
+    lines = [item.why for item in changing(differences(saved, here))]
+    if not lines:
+        return None
+    listed = "\n".join(f"  - {line} (saved vs here)" for line in lines)
+    return (f"this RNG state was saved in an environment that differs from this one in "
+            f"{len(lines)} way(s) that can change results; the streams are restored, but "
+            f"what they compute can differ from the run that saved them:\n{listed}")

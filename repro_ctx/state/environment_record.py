@@ -99,9 +99,8 @@ def environment_record(*, read_gpus: bool = True, flags: bool = True) -> dict[st
         "gpus": _gpus(torch, read_gpus),
         "variables": kernel_variables(os.environ),
         "flags": _flags() if flags else {},
-        "hash_seed": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
-                      "fixed": hash_seed_fixed()},
-        "packages": dict(static["packages"]),
+        "hash_seed": {"PYTHONHASHSEED": startup_hash_seed(), "fixed": hash_seed_fixed()},
+        "packages": dict(_packages()),
         "git": _git(),
     }
 
@@ -116,18 +115,39 @@ def environment_summary() -> dict[str, Any]:
     return {**_static_summary(), "torch.threads": torch.get_num_threads()}
 
 
+def startup_hash_seed() -> str | None:
+    """``PYTHONHASHSEED`` as this interpreter started with it, which is what it hashes by.
+
+    Read from ``/proc/self/environ`` where there is one: ``os.environ`` may
+    have changed since (a scope sets the variable for the programs it
+    starts). Elsewhere, ``os.environ``'s value.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:  # not Linux
+        return os.environ.get("PYTHONHASHSEED")
+    for entry in entries:
+        name, _, value = entry.partition(b"=")
+        if name == b"PYTHONHASHSEED":
+            return value.decode(errors="replace")
+    return None
+
+
 def hash_seed_fixed(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``hash()`` of a str repeats across runs of this interpreter.
 
     It does when hash randomisation is off, or ``PYTHONHASHSEED`` holds an
     integer (``sys.flags.hash_randomization`` is 1 for any non-zero seed,
     which still gives the same hashes every run); not when it is unset or
-    ``random``.
+    ``random``. ``environ`` defaults to the one this interpreter started with
+    (``startup_hash_seed``).
     """
     if not sys.flags.hash_randomization:
         return True
-    value = (os.environ if environ is None else environ).get("PYTHONHASHSEED", "")
-    return value.strip().isdigit() and int(value) <= 4294967295
+    value = startup_hash_seed() if environ is None else environ.get("PYTHONHASHSEED")
+    value = (value or "").strip()
+    return value.isdigit() and int(value) <= 4294967295
 
 
 def kernel_variables(environ: Mapping[str, str]) -> dict[str, str]:
@@ -161,7 +181,12 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 @functools.cache
 def _static_summary() -> dict[str, Any]:
     flat = flatten(_static())
-    return {name: flat.get(name) for name in SUMMARY_FIELDS}
+    # plain types only: a state dict must load with torch.load(weights_only=True)
+    return {name: _plain(flat.get(name)) for name in SUMMARY_FIELDS}
+
+
+def _plain(value: object) -> object:
+    return value if value is None or type(value) in (bool, int, float) else str(value)
 
 
 @functools.cache
@@ -180,7 +205,7 @@ def _static() -> dict[str, Any]:
             "compiler": platform.python_compiler(),
         },
         "torch": {
-            "version": torch.__version__,
+            "version": str(torch.__version__),  # a str subclass torch.load refuses
             "git_version": getattr(torch.version, "git_version", None),
             "cuda": torch.version.cuda,
             "cudnn": cudnn.version() if cudnn.is_available() else None,
@@ -199,7 +224,6 @@ def _static() -> dict[str, Any]:
             "libc": " ".join(part for part in platform.libc_ver() if part) or None,
         },
         "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
-        "packages": _packages(),
     }
 
 
@@ -245,6 +269,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def _packages() -> dict[str, str]:
     from importlib import metadata
 
@@ -254,7 +279,7 @@ def _packages() -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return found
+    return dict(found)
 
 
 # ---------------------------------------------------------------------------

@@ -390,8 +390,9 @@ def doctor_lines(report: Mapping[str, Any]) -> list[str]:
     if not env.get("hash_seed_fixed", not env["hash_randomization"]):
         hashing = ("randomised: str and bytes hashes, and set order, change from one run of "
                    "Python to the next")
-    elif env.get("PYTHONHASHSEED") is not None:
-        hashing = f"fixed (PYTHONHASHSEED={env['PYTHONHASHSEED']} when it started)"
+    elif report.get("environment_record", {}).get("hash_seed", {}).get("PYTHONHASHSEED"):
+        seed = report["environment_record"]["hash_seed"]["PYTHONHASHSEED"]
+        hashing = f"fixed (PYTHONHASHSEED={seed} when it started)"
     else:
         hashing = "fixed (PYTHONHASHSEED was set when it started)"
     lines += plugin_lines(report.get("plugins", {}))

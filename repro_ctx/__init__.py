@@ -13,6 +13,7 @@ from .scopes.reproducible import reproducible
 from .sources.plugin_api import Source, SourcePluginWarning
 from .sources.plugin_registry import register_source, unregister_source
 from .sources.registry import register, registered, unregister
+from .state.environment_record import environment_record
 from .state.snapshot import RNGState, capture
 from .state.workers import dataloader_kwargs, seed_worker
 from .tools.magics import load_ipython_extension as load_ipython_extension  # %load_ext repro_ctx
@@ -31,6 +32,7 @@ __all__ = [
     "dataloader_kwargs",
     "deterministic",
     "env_seed",
+    "environment_record",
     "find_divergence",
     "record",
     "register",

@@ -62,7 +62,7 @@ def run_script(folder: Path, threads: int, **variables: str) -> Path:
 
 @pytest.fixture(scope="module")
 def machines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``here``: this machine; ``threads``: only another thread count; ``other``: three differences."""
+    """``here``: as this process; ``threads``: another thread count; ``other``: three changes."""
     root = tmp_path_factory.mktemp("machines")
     threads = torch.get_num_threads()
     return {
@@ -116,7 +116,8 @@ def test_compare_names_the_environment_with_the_fields_and_the_fix(
     assert report.cause.kind == "environment"
     assert "torch.threads" in report.cause.reason
     assert "variables.MKL_CBWR" in report.cause.reason
-    assert "threads" in report.cause.reason and "split differently" in report.cause.reason
+    assert "threads" in report.cause.reason
+    assert "split differently" in report.cause.reason
     assert report.cause.fix.startswith("run both on the same build and settings")
     assert "repro-ctx env-diff" in report.cause.fix
     assert f"cause         {report.cause.reason}" in str(report)
@@ -127,7 +128,8 @@ def test_a_sum_split_across_other_threads_differs_in_the_last_bits(
 ) -> None:
     report = compare(machines["here"] / "ops.json", machines["threads"] / "ops.json")
     assert report.kind == "values"
-    assert report.op is not None and report.op.name == "aten.sum.default"
+    assert report.op is not None
+    assert report.op.name == "aten.sum.default"
     assert report.cause is not None
     assert report.cause.kind == "environment"
     assert "(torch.threads)" in report.cause.reason
@@ -139,7 +141,8 @@ def test_a_sum_split_across_other_threads_differs_in_the_last_bits(
     )
     assert report.other_op is not None
     found = max_ulp_difference(report.op, report.other_op)
-    assert found is not None and found[1] == "torch.float32"
+    assert found is not None
+    assert found[1] == "torch.float32"
     assert f"by at most {found[0]} ulp" in report.cause.reason
 
 
@@ -150,8 +153,8 @@ def test_restoring_a_state_saved_elsewhere_warns_once_with_the_differences(
     assert saved["environment"]["torch.threads"] == torch.get_num_threads() + 1
     state = RNGState.from_state_dict(saved)
     before = repro_ctx.capture()
-    with pytest.warns(UserWarning) as caught:
-        assert state.restore() == []
+    with pytest.warns(UserWarning, match="saved in an environment") as caught:
+        state.restore(strict=False)
     before.restore()
     assert len(caught) == 1
     message = str(caught[0].message)
@@ -208,5 +211,7 @@ def test_ulp_distance(p: float, q: float, dtype: str, expected: int | None) -> N
 
 
 def test_last_bits_is_a_third_of_the_mantissa() -> None:
-    assert last_bits(127, "torch.float32") and not last_bits(128, "torch.float32")
-    assert last_bits(7, "torch.float16") and not last_bits(8, "torch.float16")
+    assert last_bits(127, "torch.float32")
+    assert not last_bits(128, "torch.float32")
+    assert last_bits(7, "torch.float16")
+    assert not last_bits(8, "torch.float16")

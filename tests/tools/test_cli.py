@@ -7,6 +7,7 @@ child programs; a few run the real command line in a subprocess.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -705,7 +706,8 @@ def test_check_help_says_how_files_are_compared(capsys: pytest.CaptureFixture[st
     text = " ".join(capsys.readouterr().out.split())
     assert "byte for byte" not in text
     assert "read as tensors to name the tensor and element that differ" in text
-    assert "--ignore-stdout" in text and "--mask-stdout REGEX" in text
+    assert "--ignore-stdout" in text
+    assert "--mask-stdout REGEX" in text
 
 
 # env-diff's errors --------------------------------------------------------------------------------

@@ -125,8 +125,9 @@ def _explain(field: str, a: object, b: object) -> tuple[bool, str]:
     entry = _WHY.get(field)
     name = field
     if entry is None:
-        prefixes = sorted((key for key in _WHY if key.endswith(".") and field.startswith(key)),
-                          key=len, reverse=True)
+        prefixes = sorted(
+            (key for key in _WHY if key.endswith((".", "_")) and field.startswith(key)),
+            key=len, reverse=True)
         if not prefixes:
             return True, f"{shown(a)} vs {shown(b)}"
         entry, name = _WHY[prefixes[0]], field[len(prefixes[0]):]
@@ -216,8 +217,11 @@ def summary_in(state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def summary_lines(saved: Mapping[str, Any], here: Mapping[str, Any]) -> list[str]:
-    """``"environment: ..."`` for each difference of two summaries that can change results."""
-    return [f"environment: {item.why}" for item in changing(differences(saved, here))]
+    """``"environment summary: ..."`` for each difference of two summaries that can change results.
+
+    Named apart from the ``environment`` source (the variables a scope sets).
+    """
+    return [f"environment summary: {item.why}" for item in changing(differences(saved, here))]
 
 
 def restore_warning(saved: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:

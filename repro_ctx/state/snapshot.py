@@ -223,7 +223,7 @@ class RNGState:
         A source that neither state can compare (a source plugin without
         ``to_plain``) is named too, with the reason: a difference there would
         not show. So is each way the environments they were captured in
-        differ that can change results (``environment: ...``), which equality
+        differ that can change results (``environment summary: ...``), which equality
         leaves out.
         """
         if not isinstance(other, RNGState):

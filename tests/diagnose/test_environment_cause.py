@@ -164,7 +164,7 @@ def test_restoring_a_state_saved_elsewhere_warns_once_with_the_differences(
             "(saved vs here)") in message
     if VECTORISED:
         assert f"CPU capability DEFAULT vs {CAPABILITY}" in message
-    assert f"environment: threads {threads + 1} vs {threads}: parallel reductions split " \
+    assert f"environment summary: threads {threads + 1} vs {threads}: parallel reductions split " \
            "differently" in state.diff(repro_ctx.capture())
     assert state == RNGState.from_state_dict(saved)  # equality is of the streams only
 
@@ -177,7 +177,8 @@ def test_a_state_saved_here_restores_without_a_warning(machines: dict[str, Path]
         warnings.simplefilter("error")
         state.restore()
         before.restore()
-    assert not [line for line in state.diff(repro_ctx.capture()) if "environment" in line]
+    assert not [line for line in state.diff(repro_ctx.capture())
+                if line.startswith("environment summary")]
 
 
 def test_the_doctor_records_of_the_pair_are_json_with_the_variables(

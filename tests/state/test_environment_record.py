@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -293,7 +294,8 @@ def test_an_old_state_dict_without_the_summary_loads_and_restores_silently() -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         state.restore(strict=False)
-    assert not [line for line in state.diff(repro_ctx.capture()) if "environment" in line]
+    assert not [line for line in state.diff(repro_ctx.capture())
+                if line.startswith("environment summary")]
 
 
 @pytest.mark.parametrize("bad", [["torch.version"], {"torch.version": [1]}, {1: "a"}])
@@ -316,3 +318,35 @@ def test_the_restore_warning_lists_only_what_changes_results() -> None:
             or "CPU capability AVX512 vs" in warning)
     assert "different torch: kernels and RNG can change between releases (saved vs here)" in (
         warning)
+
+
+def test_what_cannot_be_read_is_left_out_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: object, **kwargs: object) -> object:
+        raise OSError("no such program")
+
+    monkeypatch.setattr(module.subprocess, "run", fails)
+    assert module._nvidia_smi("nvidia-smi") is None
+    assert module._git() is None
+    real_open = open
+
+    def no_proc(path: object, *args: Any, **kwargs: Any) -> Any:
+        if str(path).startswith("/proc/"):
+            raise OSError("not Linux")
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    monkeypatch.setenv("PYTHONHASHSEED", "5")
+    assert module.startup_hash_seed() == "5"  # os.environ, where there is no /proc
+    assert module._cpu_model() == (__import__("platform").processor()
+                                   or __import__("platform").machine())
+
+
+def test_the_startup_hash_seed_is_the_one_the_interpreter_hashes_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started = module.startup_hash_seed()
+    monkeypatch.setenv("PYTHONHASHSEED", "12345")  # too late for this interpreter
+    if os.path.exists("/proc/self/environ"):
+        assert module.startup_hash_seed() == started

@@ -441,7 +441,7 @@ def test_check_names_the_tensor_that_differs(
     out = tmp_path / name
     assert main(["check", "--compare", str(out), "--", PY, str(checkpoint_writer), str(out)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "repro-ctx check: run 2 differs from run 1"
+    assert lines[0] == f"repro-ctx check: run 2 differs from run 1 in {out}; matched: stdout"
     assert lines[1] == f"  {out}: {key} differs: shape (3, 4), {dtype}"
     assert re.fullmatch(
         rf"    1 of 12 elements differ; the first at {re.escape(key)}\[1, 2\]: "

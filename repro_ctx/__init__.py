@@ -13,6 +13,7 @@ from .scopes.reproducible import reproducible
 from .sources.plugin_api import Source, SourcePluginWarning
 from .sources.plugin_registry import register_source, unregister_source
 from .sources.registry import register, registered, unregister
+from .state.environment_record import environment_record
 from .state.per_sample import per_sample
 from .state.snapshot import RNGState, capture
 from .state.workers import dataloader_kwargs, seed_worker
@@ -32,6 +33,7 @@ __all__ = [
     "dataloader_kwargs",
     "deterministic",
     "env_seed",
+    "environment_record",
     "find_divergence",
     "per_sample",
     "record",

@@ -8,7 +8,7 @@ each input's memory and whether the input outlived ``fn``.
 
 The classes are checked from the most specific evidence to the least:
 an op that drew from an uncovered ``torch.Generator``; across processes,
-different settings or string hashing; equal inputs giving different outputs
+different settings, string hashing or environments; equal inputs giving different outputs
 (the kernel); inputs that differ, by where they came from; and last, what
 the op's name and the flags suggest.
 """
@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .environment_cause import ENVIRONMENT_FLAGS, environment_cause
 from .records import UNINITIALISED, Cause, Kind, OpRecord, base_name
 from .report import ALGORITHMS_FLAG, FILL_FLAG, at
 
@@ -115,7 +116,7 @@ def classify(
         if candidate is not None and candidate.uncovered_rng is not None:
             return _uncovered_rng(candidate)
     if processes is not None:
-        across = _across_processes(flags, flags_b, labels, processes)
+        across = _across_processes(flags, flags_b, labels, processes, op, other)
         if across is not None:
             return across
     if kind == "stream":
@@ -144,10 +145,17 @@ def _across_processes(
     flags_b: Mapping[str, str],
     labels: tuple[str, str],
     processes: tuple[Mapping[str, object], Mapping[str, object]],
+    op: OpRecord | None,
+    other_op: OpRecord | None,
 ) -> Cause | None:
     a_label, b_label = labels
+    header_a, header_b = processes
+    first, second = header_a.get("environment"), header_b.get("environment")
+    recorded = isinstance(first, Mapping) and isinstance(second, Mapping)
     for name, value in flags.items():
         other = flags_b.get(name, value)
+        if recorded and name in ENVIRONMENT_FLAGS:
+            continue  # the environment records name it, with why it matters
         if _is_setting(name) and other != value:
             return Cause(
                 "flags_differ",
@@ -155,7 +163,11 @@ def _across_processes(
                 f"{other} ({b_label})",
                 "run both with the same deterministic() options, torch version and thread count",
             )
-    header_a, header_b = processes
+    if isinstance(first, Mapping) and isinstance(second, Mapping):
+        # before hashing: a kernel's bytes follow the build and the machine, not set order
+        found = environment_cause(first, second, op, other_op)
+        if found is not None:
+            return found
     probe_a, probe_b = header_a.get("hash_probe"), header_b.get("hash_probe")
     if probe_a is not None and probe_b is not None and probe_a != probe_b:
         seeds = (header_a.get("PYTHONHASHSEED"), header_b.get("PYTHONHASHSEED"))

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..scopes.deterministic import deterministic
+from ..state.environment_record import environment_record
 from .causes import Evidence, classify
+from .numpy_rngs import moved, named_generators, states, uncovered_numpy
 from .op_outputs import value_differences
 from .op_recorder import record_run
 from .progress import Progress
@@ -90,6 +92,8 @@ def find_divergence(
         raise ValueError(f"runs must be an int >= 2, got {runs}")
     scope = _scope("find_divergence", seed, options)
     progress = Progress(f"find_divergence({_name(fn)})")
+    numpy_generators = named_generators(fn)
+    before = states(numpy_generators)
     try:
         first = record_run(fn, args, scope, progress=progress.stage(f"run 1/{runs}"))
         other, number, earliest = first, 1, None
@@ -115,6 +119,9 @@ def find_divergence(
         found[0], found[1], first.ops, other.ops, first.flags, other.flags, labels,
         evidence=evidence,
     )
+    uncovered = moved(numpy_generators, before)
+    if cause is not None and cause.kind != "uncovered_rng" and uncovered:
+        cause = uncovered_numpy(uncovered)
     return build_report(
         labels, first.ops, other.ops,
         values=values, flags=first.flags, flags_b=other.flags,
@@ -196,9 +203,12 @@ def record(
     The file (JSON, format version 2) holds every op's name, phase, module
     path, source line, the uncovered generator it drew from (if any) and per
     output the shape, dtype, hash, norm and ``samples`` evenly spaced values,
-    plus the flags in effect and how this interpreter hashes strings
-    (``PYTHONHASHSEED``, ``hash_probe``). Compare two files, from other
-    processes or machines, with ``compare``.
+    plus the flags in effect, how this interpreter hashes strings
+    (``PYTHONHASHSEED``, ``hash_probe``) and the environment record
+    (``environment``: builds, CPU capability, BLAS, threads, variables,
+    packages, git commit; GPUs only where reading them leaves CUDA as it
+    is). Compare two files, from other processes or machines, with
+    ``compare``, or their environments with ``repro-ctx env-diff``.
     """
     _check_fn("record", fn)
     if not isinstance(path, (str, os.PathLike)):
@@ -207,6 +217,8 @@ def record(
         raise ValueError(f"samples must be an int >= 0, got {samples!r}")
     scope = _scope("record", seed, options)
     hash_seed = os.environ.get("PYTHONHASHSEED")  # before the scope sets it for children
+    # the flags in the scope are the header's own; the variables are read outside it
+    environment = environment_record(read_gpus=False, flags=False)
     run = record_run(fn, args, scope, samples=samples)
     import torch
 
@@ -221,6 +233,7 @@ def record(
         "samples": samples,
         "PYTHONHASHSEED": hash_seed,
         "hash_probe": hash(_HASH_PROBE),
+        "environment": environment,
     }
     out = Path(path)
     write_stream(out, header, run.ops)
@@ -233,7 +246,10 @@ def compare(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]) -> D
     Without the tensors, the max abs and rel difference are measured over
     the stored samples: a lower bound, or "n/a" if the samples agree. The
     cause can also be one that only exists across processes: different
-    settings, or different string hashing (``PYTHONHASHSEED``).
+    settings, different string hashing (``PYTHONHASHSEED``), or different
+    environments (cause ``environment``: the fields that differ, from the
+    files' environment records, and for a floating-point op the largest
+    difference in ulps over the samples).
     """
     for name, value in (("path_a", path_a), ("path_b", path_b)):
         if not isinstance(value, (str, os.PathLike)):

@@ -7,6 +7,7 @@ find where two streams part and by how much.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,8 +26,15 @@ Kind = Literal["matched", "values", "stream"]
 
 CauseKind = Literal[
     "uncovered_rng", "state_outside_fn", "os_entropy", "nondeterministic_kernel",
-    "uninitialized_memory", "hash_order", "flags_differ", "control_flow", "unknown",
+    "uninitialized_memory", "hash_order", "flags_differ", "environment", "control_flow",
+    "unknown",
 ]
+
+# Floating dtypes: (struct format, bits kept of the packed word, mantissa bits).
+_FLOATS = {
+    "torch.float64": ("<d", "<Q", 64, 52), "torch.float32": ("<f", "<I", 32, 23),
+    "torch.float16": ("<e", "<H", 16, 10), "torch.bfloat16": ("<f", "<I", 16, 7),
+}
 
 
 def base_name(name: str) -> str:
@@ -174,3 +182,50 @@ def element_difference(p: float, q: float) -> tuple[float, float]:
         return math.inf, math.inf
     relative = absolute / max(abs(p), abs(q))
     return absolute, math.inf if math.isnan(relative) else relative
+
+
+def ulp_distance(p: float, q: float, dtype: str) -> int | None:
+    """How many values of ``dtype`` lie between ``p`` and ``q``; ``None``: not a finite float pair.
+
+    ``p`` and ``q`` are values of ``dtype`` (as the samples hold them). A
+    bfloat16 is the top half of a float32, so its word is the float32's
+    shifted.
+    """
+    entry = _FLOATS.get(dtype)
+    if entry is None or not (math.isfinite(p) and math.isfinite(q)):
+        return None
+    float_format, word_format, bits, _ = entry
+    words = []
+    for value in (p, q):
+        try:
+            (word,) = struct.unpack(word_format, struct.pack(float_format, value))
+        except OverflowError:
+            return None
+        word >>= struct.calcsize(word_format) * 8 - bits
+        sign = 1 << (bits - 1)
+        words.append(-(word & (sign - 1)) if word & sign else word)  # monotonic in value
+    return int(abs(words[0] - words[1]))
+
+
+def max_ulp_difference(a: OpRecord, b: OpRecord) -> tuple[int, str] | None:
+    """The largest difference in ulps over the stored samples, and its dtype.
+
+    ``None`` without floating samples that differ (another dtype, no samples,
+    samples that agree, a NaN or infinity among them).
+    """
+    worst: tuple[int, str] | None = None
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        if x.digest == y.digest or not x.sample or len(x.sample) != len(y.sample):
+            continue
+        for p, q in zip(x.sample, y.sample, strict=True):
+            distance = ulp_distance(p, q, x.dtype)
+            if distance is None:
+                return None
+            if distance and (worst is None or distance > worst[0]):
+                worst = (distance, x.dtype)
+    return worst
+
+
+def last_bits(distance: int, dtype: str) -> bool:
+    """Whether ``distance`` ulps touch only the last bits: at most a third of the mantissa."""
+    return distance.bit_length() <= _FLOATS[dtype][3] // 3

@@ -9,6 +9,7 @@ sources when it is restored: every mismatch is found before anything changes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
@@ -18,6 +19,8 @@ from ..core.plain import LeftOut, Malformed, copy_plain, digest
 from ..core.source import Source
 from ..sources.accelerators import check_local_device
 from ..sources.default_set import default_sources
+from .environment_diff import restore_warning, summary_in, summary_lines
+from .environment_record import environment_summary
 from .state_dict import (
     FLAG_KINDS,
     MACHINE_KINDS,
@@ -71,20 +74,25 @@ class RNGState:
     Get one from ``capture()`` or ``RNGState.from_state_dict()``.
     """
 
-    __slots__ = ("_digests", "_left_out", "_parts", "_plain")
+    __slots__ = ("_digests", "_environment", "_left_out", "_parts", "_plain")
 
     _parts: tuple[_Part, ...]
     _plain: dict[str, tuple[str, Any]] | None
     _left_out: dict[str, str]
     """name -> why a source has no plain data (a plugin without ``to_plain``)."""
     _digests: dict[str, dict[str, str]] | None
+    _environment: dict[str, Any] | None
+    """The environment summary (``environment_summary()``) where it was captured."""
 
     def __init__(self) -> None:
         raise TypeError("RNGState objects come from capture() or RNGState.from_state_dict()")
 
     @classmethod
-    def _create(cls, parts: tuple[_Part, ...]) -> RNGState:
+    def _create(
+        cls, parts: tuple[_Part, ...], environment: dict[str, Any] | None = None
+    ) -> RNGState:
         state = object.__new__(cls)
+        object.__setattr__(state, "_environment", environment)
         object.__setattr__(state, "_parts", parts)
         object.__setattr__(state, "_plain", None)
         object.__setattr__(state, "_left_out", {})
@@ -143,9 +151,11 @@ class RNGState:
         """Plain data for ``torch.save``: ``torch.load(..., weights_only=True)`` reads it.
 
         It holds only tensors, ints, floats, strings, ``None``, bools, lists and
-        dicts, and is a fresh copy on every call.
+        dicts, and is a fresh copy on every call. ``environment`` is a short
+        summary of where it was captured (torch, CPU capability, threads,
+        BLAS, ...): a restore elsewhere warns where they differ.
         """
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "sources": {
@@ -153,6 +163,9 @@ class RNGState:
                 for name, (kind, data) in self._plain_sources().items()
             },
         }
+        if self._environment is not None:
+            out["environment"] = dict(self._environment)
+        return out
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Any]) -> RNGState:
@@ -193,7 +206,7 @@ class RNGState:
                 raise ValueError(f"malformed RNGState state dict: sources[{name!r}]: "
                                  f"{exc}") from None
             parts.append(_Part(name, None, data, kind))
-        return cls._create(tuple(parts))
+        return cls._create(tuple(parts), summary_in(state_dict))
 
     # -- comparing ------------------------------------------------------------
 
@@ -225,7 +238,9 @@ class RNGState:
         ``to_plain``) is named too, with the reason: a difference there would
         not show. So is a flag that one state cannot read because its module
         was not imported there (inductor's config), with "not compared":
-        ``==`` skips both.
+        ``==`` skips both. So is each way the environments they were captured
+        in differ that can change results (``environment summary: ...``),
+        which equality leaves out too.
         """
         if not isinstance(other, RNGState):
             raise TypeError(f"diff() compares two RNGState objects, got {type(other).__name__}")
@@ -237,6 +252,8 @@ class RNGState:
         out = [f"{entry} ({notes[entry]})" if entry in notes else entry for entry in found]
         left_out = {**other._left_out, **self._left_out}
         out += [f"{name}: not compared ({why})" for name, why in left_out.items()]
+        if self._environment is not None and other._environment is not None:
+            out += summary_lines(self._environment, other._environment)
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -270,7 +287,10 @@ class RNGState:
         environment or the thread count of this process. A state captured in
         this process restores everything (``flags=False`` leaves its flags).
         A flag that reads ``None`` on either side (inductor's config before
-        it is imported) is left as it is, and is no mismatch.
+        it is imported) is left as it is, and is no mismatch. A loaded state
+        saved in an environment that differs from this one in a way that can
+        change results (another torch, CPU capability, thread count, ...)
+        gives one ``UserWarning`` listing the differences, and is restored.
         """
         if strict is not True and strict is not False:
             raise TypeError(f"strict must be True or False, got {strict!r}")
@@ -281,6 +301,11 @@ class RNGState:
             if mismatches and strict:
                 raise StateMismatchError(mismatches)
             _apply(actions)
+        loaded = any(part.source is None for part in self._parts)
+        if loaded and self._environment is not None:
+            warning = restore_warning(self._environment, environment_summary())
+            if warning is not None:
+                warnings.warn(warning, UserWarning, stacklevel=2)
         return mismatches
 
     def _plan_restore(
@@ -360,4 +385,4 @@ def capture() -> RNGState:
     sources = default_sources()
     with _scope._lock:
         parts = tuple(_Part(source.name, source, source.capture()) for source in sources)
-    return RNGState._create(parts)
+    return RNGState._create(parts, environment_summary())

@@ -7,6 +7,7 @@ the pytest plugin parse a seed without importing the whole command line.
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..core.seed import check_seed
 
@@ -23,3 +24,11 @@ def seed_argument(text: str) -> int:
         return check_seed(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pattern_argument(text: str) -> re.Pattern[bytes]:
+    """An argparse ``type``: a regular expression, compiled to match bytes (output)."""
+    try:
+        return re.compile(text.encode())
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({exc})") from None

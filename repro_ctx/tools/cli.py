@@ -3,12 +3,16 @@
 ``repro-ctx`` alone shows what a scope covers here and checks a training step;
 ``doctor`` reports everything that decides reproducibility on this machine;
 ``run`` starts a program with the seed and the variables it needs;
-``check`` runs a program several times and compares its outputs byte for byte.
+``check`` runs a program several times and compares its outputs (stdout and
+files: bytes, and what differs named as tensors where torch or NumPy reads them);
+``env-diff`` compares two environment records and says which differences can
+change results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -20,10 +24,18 @@ from typing import Any
 
 from ..core.seed import ENV_SEED_VARIABLE, hash_seed
 from ..sources.environment import CUBLAS_WORKSPACE_CONFIG
-from .arguments import seed_argument
+from .arguments import pattern_argument, seed_argument
+from .check_report import (
+    CommandError,
+    describe_difference,
+    env_diff,
+    next_steps,
+    show_failure,
+    stdout_note,
+    stdout_output,
+)
 from .doctor import doctor_lines, doctor_report, main_job_lines
-from .outputs import TAIL_LINES, Output, first_difference, last_lines, run_capturing, set_aside
-from .tensor_outputs import NotTensors, holds_tensors, tensor_difference
+from .outputs import Output, first_difference, run_capturing, set_aside
 
 PROG = "repro-ctx"
 
@@ -52,12 +64,14 @@ def _report(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     report = doctor_report(seed=args.seed)
     if args.json:
-        import json
-
         print(json.dumps(report, indent=2, default=str))
     else:
         print("\n".join(doctor_lines(report)))
     return 0 if report["deterministic"] else 1
+
+
+def _env_diff(args: argparse.Namespace) -> int:
+    return env_diff(args.first, args.second)
 
 
 # ---------------------------------------------------------------------------
@@ -77,14 +91,6 @@ def child_environment(seed: int, base: Mapping[str, str] | None = None) -> dict[
     return env
 
 
-class _CommandError(Exception):
-    """The command could not be started: a one-line message and an exit status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _exit_status(returncode: int) -> int:
     """A child's exit status as a shell reports it: 128 + N when killed by signal N."""
     return 128 - returncode if returncode < 0 else returncode
@@ -94,9 +100,9 @@ def _start(command: Sequence[str], env: Mapping[str, str], **kwargs: Any) -> Any
     try:
         return subprocess.run(list(command), env=dict(env), check=False, **kwargs)
     except FileNotFoundError:
-        raise _CommandError(f"command not found: {command[0]}", 127) from None
+        raise CommandError(f"command not found: {command[0]}", 127) from None
     except PermissionError:
-        raise _CommandError(f"command not executable: {command[0]}", 126) from None
+        raise CommandError(f"command not executable: {command[0]}", 126) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,41 +118,9 @@ def _started(command: Sequence[str], env: Mapping[str, str]) -> Any:
     try:
         return run_capturing(command, env)
     except FileNotFoundError:
-        raise _CommandError(f"command not found: {command[0]}", 127) from None
+        raise CommandError(f"command not found: {command[0]}", 127) from None
     except PermissionError:
-        raise _CommandError(f"command not executable: {command[0]}", 126) from None
-
-
-def _show_failure(run: int, status: int, stdout: bytes, stderr_tail: bytes) -> None:
-    """A failed run: its exit status, and how its stdout and stderr ended."""
-    print(f"{PROG} check: run {run} failed with exit status {status}", file=sys.stderr)
-    for name, data in (("stdout", stdout), ("stderr", stderr_tail)):
-        lines = last_lines(data)
-        if not lines:
-            print(f"  its {name} was empty", file=sys.stderr)
-            continue
-        shown = f"last {TAIL_LINES} lines" if len(lines) == TAIL_LINES else "end"
-        print(f"  its {name} ({shown}):", file=sys.stderr)
-        for line in lines:
-            print(f"    | {line}", file=sys.stderr)
-
-
-def _describe_difference(reference: Any, output: Any, label: str) -> str:
-    """The first difference of two outputs: as tensors where the file holds them, else bytes."""
-
-    difference = first_difference(reference, output)
-    assert difference is not None
-    as_bytes = difference.describe(reference.name, label)
-    if reference.path is None or not holds_tensors(reference.name):
-        return as_bytes
-    try:
-        found = tensor_difference(reference.path, output.path, reference.name)
-    except NotTensors as exc:
-        return f"{as_bytes}\n    (not compared as tensors: {exc})"
-    if found is None:
-        return (f"{as_bytes}\n    (read as tensors the contents are equal: the bytes differ "
-                "outside the tensor data)")
-    return found.describe(reference.name, label)
+        raise CommandError(f"command not executable: {command[0]}", 126) from None
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -157,9 +131,13 @@ def _check(args: argparse.Namespace) -> int:
     command: list[str] = args.command
     for path in paths:
         if os.path.lexists(path) and not os.path.isfile(path):
-            raise _CommandError(f"--compare {path}: not a regular file", 2)
+            raise CommandError(f"--compare {path}: not a regular file", 2)
+    if args.ignore_stdout and not paths:
+        raise CommandError("--ignore-stdout leaves nothing to compare: name the output "
+                            "files with --compare PATH", 2)
+    compared = [stdout_note(args.ignore_stdout, args.mask_stdout), *paths]
     _progress(f"{args.runs} runs of {shlex.join(command)} (seed {args.seed}), comparing "
-              f"{', '.join(['stdout', *paths])}")
+              f"{', '.join(compared)}")
     with tempfile.TemporaryDirectory(prefix="repro-ctx-check-") as keep:
         reference: list[Output] = []
         for run in range(1, args.runs + 1):
@@ -171,26 +149,36 @@ def _check(args: argparse.Namespace) -> int:
                 _progress(f"run {run}/{args.runs} finished in "
                           f"{time.perf_counter() - started:.1f}s, exit status {status}")
                 if status != 0:
-                    _show_failure(run, status, completed.stdout, completed.stderr_tail)
+                    show_failure(run, status, completed.stdout, completed.stderr_tail)
                     return 1
                 missing = [path for path in paths if not os.path.isfile(path)]
                 if missing:
                     print(f"{PROG} check: run {run} did not write {', '.join(missing)} "
                           "(--compare names files that the command writes)", file=sys.stderr)
                     return 1
-                outputs = [Output.from_bytes("stdout", completed.stdout)]
+                outputs = [] if args.ignore_stdout else [
+                    stdout_output(completed.stdout, args.mask_stdout)]
                 outputs.extend(Output.from_file(path, path) for path in paths)
                 if run == 1:
                     reference = [output.keep(keep) for output in outputs]
                     continue
-                for ref, out in zip(reference, outputs, strict=True):
-                    if first_difference(ref, out) is not None:
-                        print(f"{PROG} check: run {run} differs from run 1")
-                        print(_describe_difference(ref, out, f"run {run}"))
-                        return 1
+                differ = [(ref, out) for ref, out in zip(reference, outputs, strict=True)
+                          if first_difference(ref, out) is not None]
+                if differ:
+                    names = [ref.name for ref, _ in differ]
+                    same = [ref.name for ref in reference if ref.name not in names]
+                    matched = f"; matched: {', '.join(same)}" if same else ""
+                    print(f"{PROG} check: run {run} differs from run 1 in "
+                          f"{', '.join(names)}{matched}")
+                    for ref, out in differ:
+                        print(describe_difference(ref, out, f"run {run}"))
+                    print("\n".join(next_steps(command, args.seed)))
+                    return 1
             _progress(f"run {run}/{args.runs} matched run 1")
         sizes = ", ".join(f"{ref.name} ({ref.size} bytes)" for ref in reference)
-        print(f"{PROG} check: all {args.runs} runs matched byte for byte: {sizes}")
+        ignored = "; stdout not compared (--ignore-stdout)" if args.ignore_stdout else ""
+        print(f"{PROG} check: all {args.runs} runs matched, every output identical to run "
+              f"1's: {sizes}{ignored}")
     return 0
 
 
@@ -215,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Report the versions of Python, torch, CUDA, cuDNN and NumPy, the devices, "
         "every determinism flag, hash randomisation and CUBLAS_WORKSPACE_CONFIG, then run a "
         "small training step twice in a scope (CPU, and CUDA where present) and compare the "
-        "results bitwise. Exits 1 when it finds nondeterminism.",
+        "results bitwise. Exits 1 when it finds nondeterminism. --json adds the full "
+        f"environment record (builds, CPU capability, BLAS, threads, variables, packages, git "
+        f"commit), which `{PROG} env-diff` compares.",
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument("--seed", type=seed_argument, default=0,
@@ -236,10 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check", help="run CMD several times under `run` and compare its outputs",
-        usage=f"{PROG} check [-h] [-n RUNS] [--seed N] [--compare PATH ...] -- CMD...",
+        usage=f"{PROG} check [-h] [-n RUNS] [--seed N] [--compare PATH ...] [--ignore-stdout] "
+        "[--mask-stdout REGEX] -- CMD...",
         description="Run CMD several times under `run` (same seed each time) and compare its "
-        "stdout and the named output files byte for byte. Reports the first difference "
-        "(file, line, byte offset). Exits 0 only when every run matched.",
+        "stdout and the named output files with run 1's. Where a file differs, a file torch "
+        "or NumPy reads (.pt, .pth, .npy, .npz, .safetensors) is read as tensors to name "
+        "the tensor and element that differ; any other output gets the first differing "
+        "line and byte offset. Exits 0 only when every run matched.",
     )
     check.add_argument("-n", "--runs", type=_runs_argument, default=2,
                        help="how many runs (at least 2, default 2)")
@@ -247,8 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the seed handed to CMD (default 0)")
     check.add_argument("--compare", action="extend", nargs="+", default=[], metavar="PATH",
                        help="an output file of CMD to compare too (repeatable)")
+    check.add_argument("--ignore-stdout", action="store_true",
+                       help="do not compare stdout (a program that prints timings); "
+                       "needs --compare")
+    check.add_argument("--mask-stdout", action="append", default=[], type=pattern_argument,
+                       metavar="REGEX", help="replace what REGEX matches in stdout before "
+                       "comparing it (repeatable), e.g. 'took [0-9.]+s'")
     check.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     check.set_defaults(handler=_check, command_name="check")
+
+    env_diff = commands.add_parser(
+        "env-diff", help="compare two environment records: which differences can change results",
+        description="Compare the environments in two files: `repro-ctx doctor --json` reports, "
+        "files written by repro_ctx.record(), or records themselves. Lists each difference "
+        "and how it can change results, then a verdict line. Exits 1 when a difference can "
+        "change results, 0 when none can, 2 when a file holds no record.",
+    )
+    env_diff.add_argument("first", metavar="A.json")
+    env_diff.add_argument("second", metavar="B.json")
+    env_diff.set_defaults(handler=_env_diff, command_name="env-diff")
     return parser
 
 
@@ -309,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"`-- CMD` goes with `{PROG} run` or `{PROG} check`")
     try:
         return int(args.handler(args))
-    except _CommandError as exc:
+    except CommandError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:

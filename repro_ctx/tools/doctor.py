@@ -26,11 +26,12 @@ from ..core.source import Source
 from ..scopes.deterministic import deterministic
 from ..sources.default_set import describe_sources
 from ..sources.plugin_registry import plugin_report
+from ..state.environment_record import environment_record, hash_seed_fixed
 from .selfcheck import diagnose, run_self_check, self_check_devices
 
 PROG = "repro-ctx"
 SCHEMA = "repro-ctx doctor"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the environment record, and whether the hash seed is fixed
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def process_verdict(
 
     cuda = bool(torch.cuda.is_available())
     return verdict(
-        checks, bool(sys.flags.hash_randomization),
+        checks, not hash_seed_fixed(),
         cuda and os.environ.get("CUBLAS_WORKSPACE_CONFIG") is None, diagnoses,
     )
 
@@ -246,7 +247,7 @@ def self_checks(seed: int) -> tuple[list[dict[str, Any]], dict[str, str], list[A
 def doctor_report(seed: int = 0) -> dict[str, Any]:
     """Everything ``repro-ctx doctor`` reports, as JSON-ready data.
 
-    Schema ``"repro-ctx doctor"``, version 1. Keys: ``schema``,
+    Schema ``"repro-ctx doctor"``, version 2. Keys: ``schema``,
     ``schema_version``; ``versions`` (python, torch, cuda, cudnn, numpy);
     ``devices`` (type, name, and threads or index and capability);
     ``flags`` (``describe_sources()`` now: per source a dict of settings, or
@@ -256,12 +257,16 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
     ``{name: {"now", "in_scope"}}``, or for a state ``in_scope``: what the
     scope does to it); ``notes`` (``{setting: explanation}``); ``environment``
     (``hash_randomization`` of this interpreter, ``PYTHONHASHSEED``,
-    ``CUBLAS_WORKSPACE_CONFIG``); ``self_check`` (per device: seed,
+    ``hash_seed_fixed``: whether str hashes repeat across runs, which
+    ``PYTHONHASHSEED`` decides, ``CUBLAS_WORKSPACE_CONFIG``);
+    ``environment_record`` (``environment_record()``: what ``repro-ctx
+    env-diff`` compares, read before the self-check); ``self_check`` (per device: seed,
     first, second, outside, deterministic); ``deterministic``; ``verdict``
     (``reproducible``, ``first_fix``, ``line``); ``plugins`` (every source
     plugin found: ``{name: {"from", "status", "state_dict"?}}``, status
     ``active``, ``dropped: ...`` or ``failed to load: ...``). New keys may be added
     within a version; a key's meaning changes only with a new version.
+    Version 2 added ``environment_record`` and ``environment.hash_seed_fixed``.
     """
     import platform
 
@@ -270,6 +275,7 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
 
 
     flags = describe_sources()  # before the self-check, which may initialise CUDA
+    record = environment_record()
     sources = covered(seed)
     checks, diagnoses, _objects = self_checks(seed)
     cudnn: Any = torch.backends.cudnn  # untyped in torch's stubs
@@ -290,8 +296,10 @@ def doctor_report(seed: int = 0) -> dict[str, Any]:
         "environment": {
             "hash_randomization": bool(sys.flags.hash_randomization),
             "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+            "hash_seed_fixed": hash_seed_fixed(),
             "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         },
+        "environment_record": record,
         "self_check": checks,
         "deterministic": all(check["deterministic"] for check in checks),
         "verdict": process_verdict(checks, diagnoses),
@@ -379,9 +387,12 @@ def doctor_lines(report: Mapping[str, Any]) -> list[str]:
     scope = report["scope"]
     lines += covered_lines(sources_from_data(scope), scope["seed"])
     env = report["environment"]
-    if env["hash_randomization"]:
+    if not env.get("hash_seed_fixed", not env["hash_randomization"]):
         hashing = ("randomised: str and bytes hashes, and set order, change from one run of "
                    "Python to the next")
+    elif report.get("environment_record", {}).get("hash_seed", {}).get("PYTHONHASHSEED"):
+        seed = report["environment_record"]["hash_seed"]["PYTHONHASHSEED"]
+        hashing = f"fixed (PYTHONHASHSEED={seed} when it started)"
     else:
         hashing = "fixed (PYTHONHASHSEED was set when it started)"
     lines += plugin_lines(report.get("plugins", {}))

@@ -7,6 +7,7 @@ child programs; a few run the real command line in a subprocess.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -261,7 +262,8 @@ def test_check_passes_when_every_run_matches(
                    PY, str(writer), str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured
-    assert captured.out.startswith("repro-ctx check: all 3 runs matched byte for byte: stdout (")
+    assert captured.out.startswith(
+        "repro-ctx check: all 3 runs matched, every output identical to run 1's: stdout (")
     assert f"{out} (" in captured.out
     for run in (1, 2, 3):
         assert f"repro-ctx check: run {run}/3 " in captured.err
@@ -277,7 +279,7 @@ def test_check_reports_the_first_difference_in_stdout(
     assert main(["check", "--", PY, str(writer), str(out), "stdout"]) == 1
     captured = capsys.readouterr().out
     lines = captured.splitlines()
-    assert lines[0] == "repro-ctx check: run 2 differs from run 1"
+    assert lines[0] == "repro-ctx check: run 2 differs from run 1 in stdout"
     header = "header\n"
     second = len(header) + len(str(sorted({"alpha", "beta", "gamma", "delta"}))) + 1
     assert lines[1].startswith("  stdout: first difference at line 4, column ")
@@ -440,7 +442,7 @@ def test_check_names_the_tensor_that_differs(
     out = tmp_path / name
     assert main(["check", "--compare", str(out), "--", PY, str(checkpoint_writer), str(out)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "repro-ctx check: run 2 differs from run 1"
+    assert lines[0] == f"repro-ctx check: run 2 differs from run 1 in {out}; matched: stdout"
     assert lines[1] == f"  {out}: {key} differs: shape (3, 4), {dtype}"
     assert re.fullmatch(
         rf"    1 of 12 elements differ; the first at {re.escape(key)}\[1, 2\]: "
@@ -599,7 +601,7 @@ def test_loaded_outputs_are_compared_key_by_key() -> None:
 def test_equal_tensors_in_different_bytes_are_reported_as_bytes(tmp_path: Path) -> None:
     import numpy as np
 
-    from repro_ctx.tools.cli import _describe_difference
+    from repro_ctx.tools.check_report import describe_difference as _describe_difference
 
     values = np.arange(6.0).reshape(2, 3)
     np.save(tmp_path / "c.npy", values)
@@ -626,3 +628,125 @@ def test_safetensors_are_read_when_installed(
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     with pytest.raises(NotTensors, match=r"install safetensors to compare \.safetensors files"):
         tensor_difference("a", "b", "model.safetensors")
+
+
+# check: what to compare, what matched, what next --------------------------------------------------
+
+
+def test_check_ignores_stdout_when_asked_and_says_so(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    assert main(["check", "--ignore-stdout", "--compare", str(out), "--",
+                 PY, str(writer), str(out), "stdout"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (f"repro-ctx check: all 2 runs matched, every output identical to "
+                            f"run 1's: {out} ({out.stat().st_size} bytes); stdout not compared "
+                            "(--ignore-stdout)\n")
+    assert "comparing stdout not compared (--ignore-stdout), " in captured.err
+    assert main(["check", "--", PY, str(writer), str(out), "stdout"]) == 1  # without it, fails
+    capsys.readouterr()
+
+
+def test_check_masks_what_a_pattern_matches_in_stdout(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    assert main(["check", "--mask-stdout", "tail [0-9a-f]+", "--",
+                 PY, str(writer), str(out), "stdout"]) == 0
+    captured = capsys.readouterr()
+    assert "comparing stdout (masking 'tail [0-9a-f]+')" in captured.err
+    assert captured.out.startswith("repro-ctx check: all 2 runs matched")
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--mask-stdout", "("], "argument --mask-stdout: not a regular expression: '('"),
+])
+def test_a_bad_mask_is_a_usage_error(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["check", *arguments, "--", PY, "-c", "pass"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ignoring_stdout_with_nothing_else_to_compare_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "--ignore-stdout", "--", PY, "-c", "pass"]) == 2
+    assert capsys.readouterr().err == (
+        "repro-ctx check: error: --ignore-stdout leaves nothing to compare: name the output "
+        "files with --compare PATH\n")
+
+
+def test_a_failed_check_names_what_matched_the_environment_and_the_next_step(
+    writer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    assert main(["check", "--seed", "3", "--compare", str(out), "--",
+                 PY, str(writer), str(out), "file"]) == 1
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0] == f"repro-ctx check: run 2 differs from run 1 in {out}; matched: stdout"
+    environment = next(line for line in lines if line.startswith("environment: "))
+    assert f"torch {torch.__version__}, CPU capability " in environment
+    assert f"{torch.get_num_threads()} threads" in environment
+    assert "the difference comes from the program, not the machine" in environment
+    assert "`repro-ctx env-diff`" in environment
+    step = lines[-1]
+    assert step.startswith("next: find the first op where the runs part. Call "
+                           "`repro_ctx.find_divergence(step, seed=3)`")
+    assert f"`repro-ctx run --seed 3 -- {PY} {writer} {out} file run1.json`" in step
+    assert "repro_ctx.compare('run1.json', 'run2.json')" in step
+
+
+def test_check_help_says_how_files_are_compared(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "byte for byte" not in text
+    assert "read as tensors to name the tensor and element that differ" in text
+    assert "--ignore-stdout" in text
+    assert "--mask-stdout REGEX" in text
+
+
+# env-diff's errors --------------------------------------------------------------------------------
+
+
+def test_env_diff_rejects_files_without_a_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "old.json").write_text(json.dumps({"schema": "repro-ctx doctor",
+                                                   "schema_version": 1}))
+    (tmp_path / "text.json").write_text("not json")
+    missing = tmp_path / "missing.json"
+    assert main(["env-diff", str(tmp_path / "old.json"), str(tmp_path / "old.json")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"repro-ctx env-diff: error: {tmp_path / 'old.json'} holds no environment record: "
+        "expected the output of `repro-ctx doctor --json` (schema 2 or later)")
+    assert main(["env-diff", str(tmp_path / "text.json"), str(tmp_path / "old.json")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"repro-ctx env-diff: error: {tmp_path / 'text.json'} is not JSON: ")
+    assert main(["env-diff", str(missing), str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"repro-ctx env-diff: error: cannot read {missing}: No such file or directory\n")
+
+
+def test_env_diff_lists_what_does_not_change_results_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from repro_ctx.state.environment_record import environment_record
+
+    record = environment_record()
+    other = json.loads(json.dumps(record))
+    other["os"]["release"] = "another-release"
+    (tmp_path / "a.json").write_text(json.dumps({"environment_record": record}))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    assert main(["env-diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "does not change results",
+        f"  os.release: {record['os']['release']} vs another-release: another OS kernel release",
+        "verdict: same results expected: 1 difference(s), none of which changes results",
+    ]

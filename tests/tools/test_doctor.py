@@ -34,6 +34,7 @@ from repro_ctx.core.seed import ENV_SEED_VARIABLE, hash_seed
 from repro_ctx.core.source import Plan
 from repro_ctx.sources.default_set import describe_sources
 from repro_ctx.sources.environment import SCOPED_NAMES
+from repro_ctx.state.environment_record import hash_seed_fixed
 from repro_ctx.tools.cli import main
 from repro_ctx.tools.doctor import (
     SCHEMA,
@@ -252,7 +253,7 @@ def test_doctor_reports_versions_devices_and_this_processes_hashing(
     assert "inside deterministic(seed=2)" in out
     assert re.search(r"\n    CUBLAS_WORKSPACE_CONFIG +:16:8 +:16:8\n", out)  # the user's is kept
     assert re.search(rf"\n  \* PYTHONHASHSEED +123 +{hash_seed(2)}\n", out)
-    expected = "randomised" if sys.flags.hash_randomization else "fixed"
+    expected = "fixed" if hash_seed_fixed() else "randomised"  # as this interpreter started
     assert f"\nthis process\n  str hashing: {expected}" in out
     assert "  cpu: " in out
     assert out.splitlines()[-1].startswith("verdict: reproducible here")
@@ -261,8 +262,25 @@ def test_doctor_reports_versions_devices_and_this_processes_hashing(
 def test_doctor_text_says_when_hash_randomisation_is_off() -> None:
     report = doctor_report()
     report["environment"]["hash_randomization"] = False
+    report["environment"]["hash_seed_fixed"] = True
+    report["environment_record"]["hash_seed"]["PYTHONHASHSEED"] = None
     text = "\n".join(doctor_lines(report))
     assert "str hashing: fixed (PYTHONHASHSEED was set when it started)" in text
+    del report["environment"]["hash_seed_fixed"]  # a version 1 report
+    assert "str hashing: fixed (PYTHONHASHSEED was set" in "\n".join(doctor_lines(report))
+
+
+def test_a_non_zero_hash_seed_is_fixed_and_repro_ctx_run_clears_the_fix() -> None:
+    # sys.flags.hash_randomization is 1 for PYTHONHASHSEED=1, yet hashes repeat
+    result = run_cli("run", "--", sys.executable, "-m", "repro_ctx", "doctor")
+    assert result.returncode == 0, result.stderr
+    assert f"str hashing: fixed (PYTHONHASHSEED={hash_seed(0)} when it started)" in (
+        result.stdout)
+    assert result.stdout.splitlines()[-1].endswith("first thing to fix: nothing")
+    unset = run_cli("doctor", "--json")
+    report = json.loads(unset.stdout)
+    assert report["environment"]["hash_seed_fixed"] is False
+    assert report["verdict"]["first_fix"].startswith("start programs with `repro-ctx run")
 
 
 def test_nondeterminism_fails_both_with_the_same_verdict(
@@ -320,19 +338,26 @@ def test_doctor_json_has_a_versioned_schema() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["schema"], report["schema_version"]) == (SCHEMA, SCHEMA_VERSION) == (
-        "repro-ctx doctor", 1)
+        "repro-ctx doctor", 2)
     documented = re.findall(r"``(\w+)``", doctor_report.__doc__ or "")
     assert set(report) <= set(documented)
     assert set(report) == {"schema", "schema_version", "versions", "devices", "flags", "scope",
-                           "notes", "environment", "self_check", "deterministic", "verdict",
-                           "plugins"}
+                           "notes", "environment", "environment_record", "self_check",
+                           "deterministic", "verdict", "plugins"}
     assert report["versions"]["torch"] == torch.__version__
     assert report["versions"]["python"] == sys.version.split()[0]
     assert set(report["versions"]) == {"python", "torch", "cuda", "cudnn", "numpy"}
     assert report["devices"][0]["type"] == "cpu"
     assert report["environment"] == {
-        "hash_randomization": False, "PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": None,
+        "hash_randomization": False, "PYTHONHASHSEED": "0", "hash_seed_fixed": True,
+        "CUBLAS_WORKSPACE_CONFIG": None,
     }
+    record = report["environment_record"]
+    assert record["schema"] == "repro-ctx environment"
+    assert record["torch"]["version"] == torch.__version__
+    assert record["torch"]["threads"] == 1  # the child's OMP_NUM_THREADS
+    assert record["variables"]["OMP_NUM_THREADS"] == "1"
+    assert record["hash_seed"] == {"PYTHONHASHSEED": "0", "fixed": True}
     flags = report["flags"]["torch flags"]
     assert flags["torch.backends.cudnn.benchmark"] is False
     assert flags["torch.use_deterministic_algorithms (mode, warn_only)"] == [False, False]

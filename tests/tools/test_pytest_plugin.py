@@ -714,10 +714,9 @@ def test_under_repro_seed_torchs_nondeterministic_op_error_carries_the_scopes_no
         '*repro_ctx (pytest): *@pytest.mark.deterministic(algorithms="warn")*',
     ])
     # the advice works: with warn only, the op runs
+    marked = '@pytest.mark.deterministic(algorithms="warn")\ndef test_put'
     pytester.makepyfile(
-        test_op="import pytest\n"
-        + NONDETERMINISTIC_OP.replace("def test_put", '@pytest.mark.deterministic(algorithms="warn")'
-                                      "\ndef test_put")
+        test_op="import pytest\n" + NONDETERMINISTIC_OP.replace("def test_put", marked)
     )
     pytester.runpytest(*PLUGIN, "--repro-seed=1234").assert_outcomes(passed=1)
 

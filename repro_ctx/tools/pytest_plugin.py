@@ -8,10 +8,17 @@ torch is imported only once a test needs a scope or a leak check.
 How a test's scope is placed. An autouse fixture of the plugin is the first
 function-scoped fixture a test sets up and the last it tears down, so the
 scope covers the test's own fixtures but not module- or session-scoped ones.
-What other plugins do to the state between the end of setup and the test
-function (pytest-randomly reseeds ``random`` and NumPy there) is undone right
-before the function runs, so the test body continues from the state its
-fixtures left; and it happens inside the scope, so it does not outlive it.
+pytest-randomly reseeds ``random`` and NumPy between the end of setup and the
+test function: when it is active, that is undone right before the function
+runs, so the test body continues from the state its fixtures left (without
+it, nothing runs there, and the plugin takes no snapshot for it). An error
+leaving the test function gets the scope's note (torch's "no deterministic
+implementation") there, before pytest reports it.
+
+Per test: one scope; ``--repro-leaks`` adds one capture after the test,
+compared with the scope's entry snapshots (without a scope, with a capture
+before it). ``warn`` leaks ride on the teardown report (across xdist) and are
+shown once, grouped, in the terminal summary.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ shown once, grouped, in the terminal summary.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -33,22 +32,15 @@ import pytest
 
 from ..core.error_notes import ALGORITHMS_NOTE, add_note, add_scope_notes
 from ..core.scope import close_scope, open_scope
-from ..diagnose.leaks import (
-    ALL,
-    StateLeakWarning,
-    capture,
-    changes,
-    checked_snapshots,
-    checked_sources,
-    report,
-    summary_lines,
-)
+from ..diagnose.leaks import ALL, summary_lines
+from ..diagnose.leaks import StateLeakWarning as StateLeakWarning  # -W error::...
 from ..scopes.deterministic import deterministic
-from ..sources.default_set import default_sources
 from .arguments import seed_argument
+from .pytest_leaks import LeakCheck
 
 if TYPE_CHECKING:
     from ..core.scope import Activation
+    from ..core.source import Source
     from ..scopes.deterministic import deterministic
 
 _LEAK_MODES: Final = ("off", "warn", "fail")
@@ -78,6 +70,14 @@ _RUN = pytest.StashKey["_ScopedRun"]()
 _LEAKED = pytest.StashKey[list[str]]()
 _SUMMARY: dict[str, list[str]] = {}
 """``--repro-leaks=warn``: each leak (as reported) -> the ids of the tests that left it."""
+
+
+def _allowed(item: pytest.Item, options: _Options) -> frozenset[str]:
+    """What ``--repro-leaks`` does not report for ``item``: the ini value, option and marks."""
+    allowed = set(options.allowed)
+    for marker in item.iter_markers("allow_leaks"):
+        allowed.update([str(name) for name in marker.args] if marker.args else [ALL])
+    return frozenset(allowed)
 
 
 def _seed_option(text: str) -> int | str:
@@ -254,55 +254,17 @@ class _ScopedRun:
             for source, snapshot in zip(reversed(self.sources), reversed(after_setup)):
                 source.restore(snapshot)
 
+    def opened(self) -> tuple[tuple[Source, ...], list[object]] | None:
+        """The sources and the snapshots the open scope took on entry."""
+        if self.activation is None:
+            return None
+        return self.sources, self.activation.snapshots
+
     def close(self) -> None:
         self.after_setup = None
         if self.activation is not None:
             activation, self.activation = self.activation, None
             close_scope(activation)
-
-
-class _LeakCheck:
-    """Snapshots of the checked sources before a test, to compare with after it.
-
-    Under a scope, the scope's own entry snapshots are the "before": the
-    scope captured the same sources a moment later, with nothing between.
-    """
-
-    __slots__ = ("allowed", "before", "sources")
-
-    def __init__(self, options: _Options, item: pytest.Item, run: _ScopedRun | None) -> None:
-        allowed = set(options.allowed)
-        for marker in item.iter_markers("allow_leaks"):
-            if not marker.args:
-                allowed.add(ALL)
-            allowed.update(str(name) for name in marker.args)
-        self.allowed = frozenset(allowed)
-        if run is not None and run.activation is not None and ALL not in self.allowed:
-            self.sources, self.before = checked_snapshots(
-                run.sources, run.activation.snapshots, randomly=options.randomly
-            )
-        else:
-            self.sources = checked_sources(default_sources(), randomly=options.randomly)
-            self.before = () if ALL in self.allowed else capture(self.sources)
-
-    def finish(self, item: pytest.Item, mode: str) -> None:
-        if ALL in self.allowed:
-            return
-        found = changes(self.sources, self.before, capture(self.sources), allow=self.allowed)
-        if not found:
-            return
-        message = report(item.nodeid, found)
-        if mode == "fail":
-            pytest.fail(message, pytrace=False)
-        lineno = item.location[1]
-        # The warning goes through the warning filters (-W error::..., filterwarnings
-        # marks), but what gets through is shown once, grouped, at the end.
-        with warnings.catch_warnings(record=True) as shown:
-            warnings.warn_explicit(
-                StateLeakWarning(message), StateLeakWarning, str(item.path), (lineno or 0) + 1
-            )
-        if shown:
-            item.stash[_LEAKED] = [str(change) for change in found]
 
 
 @pytest.fixture(autouse=True)
@@ -320,7 +282,9 @@ def _repro_ctx_scope(request: pytest.FixtureRequest) -> Iterator[deterministic |
         run = _ScopedRun(scope)
         run.open()
         item.stash[_RUN] = run
-    check = _LeakCheck(options, item, run) if options.leaks != "off" else None
+    check = None
+    if options.leaks != "off":
+        check = LeakCheck(_allowed(item, options), options.randomly, run.opened() if run else None)
     try:
         yield scope
     finally:
@@ -329,7 +293,9 @@ def _repro_ctx_scope(request: pytest.FixtureRequest) -> Iterator[deterministic |
                 run.close()
         finally:
             if check is not None:
-                check.finish(item, options.leaks)
+                leaked = check.finish(item, options.leaks)
+                if leaked:
+                    item.stash[_LEAKED] = leaked
 
 
 @pytest.fixture

@@ -10,15 +10,19 @@ is opaque, so a changed RNG is reported as "state changed".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ..core.equality import same
 from ..core.source import Source
 from ..sources.flags import plain
 
 _SOURCES: Final = __package__.rpartition(".")[0] + ".sources"
+ALL: Final = "*"
+"""An allowed name meaning every source and flag (``@pytest.mark.allow_leaks()``)."""
+_SHOWN_TESTS: Final = 3
 _UNSET = "unset"
 _DRAWN = "state changed (drawn from or reseeded outside a scope)"
 
@@ -51,10 +55,24 @@ def checked_sources(sources: Sequence[Source], *, randomly: bool) -> tuple[Sourc
     """
     if not randomly:
         return tuple(sources)
-    return tuple(
-        source for source in sources
-        if not _is(source, "python_random", "PythonRandomSource")
-        and not _is(source, "numpy_global", "NumPyGlobalSource")
+    return tuple(source for source in sources if not _left_to_randomly(source))
+
+
+def checked_snapshots(
+    sources: Sequence[Source], snapshots: Sequence[object], *, randomly: bool
+) -> tuple[tuple[Source, ...], tuple[object, ...]]:
+    """``checked_sources`` of ``sources`` with their ``snapshots`` (a scope's, taken on entry)."""
+    pairs = [
+        (source, snapshot)
+        for source, snapshot in zip(sources, snapshots, strict=True)
+        if not (randomly and _left_to_randomly(source))
+    ]
+    return tuple(source for source, _ in pairs), tuple(snapshot for _, snapshot in pairs)
+
+
+def _left_to_randomly(source: Source) -> bool:
+    return _is(source, "python_random", "PythonRandomSource") or _is(
+        source, "numpy_global", "NumPyGlobalSource"
     )
 
 
@@ -63,13 +81,99 @@ def capture(sources: Sequence[Source]) -> tuple[object, ...]:
 
 
 def changes(
-    sources: Sequence[Source], before: Sequence[object], after: Sequence[object]
+    sources: Sequence[Source],
+    before: Sequence[object],
+    after: Sequence[object],
+    *,
+    allow: Collection[str] = (),
 ) -> list[Change]:
-    """Every difference between two snapshots of ``sources``, in source order."""
+    """Every difference between two snapshots of ``sources``, in source order.
+
+    ``allow`` names sources (``Source.name``) and flags (``Change.what``)
+    whose changes are not reported; ``ALL`` among them reports nothing.
+    """
+    if ALL in allow:
+        return []
     found: list[Change] = []
     for source, old, new in zip(sources, before, after, strict=True):
-        found.extend(_source_changes(source, old, new))
+        if source.name in allow or _unchanged(old, new):
+            continue
+        found.extend(
+            change for change in _source_changes(source, old, new)
+            if change.what not in allow and change.what.partition(" device ")[0] not in allow
+        )
     return found
+
+
+def _unchanged(old: object, new: object) -> bool:
+    """``same(old, new)``, with the long int sequences of RNG states compared in one step.
+
+    Python's ``random`` state is 625 ints, NumPy's MT19937 key 624 (kept as
+    a list); ``==`` on sequences of exact ints means exactly what ``same``
+    means there, at a small part of its cost. The types are checked first
+    (``set(map(type, ...))``), so a bool or float among them takes the full way.
+    """
+    if old is new:
+        return True
+    kind = type(old)
+    if kind is not type(new):
+        return same(old, new)
+    if kind is tuple or kind is list:
+        old_items, new_items = cast("Sequence[object]", old), cast("Sequence[object]", new)
+        if len(old_items) != len(new_items):
+            return False
+        if len(old_items) > _SHORT and set(map(type, old_items)) == _INTS == set(
+            map(type, new_items)
+        ):
+            return old_items == new_items
+        return all(map(_unchanged, old_items, new_items))
+    if kind is dict:
+        old_map, new_map = cast("dict[object, object]", old), cast("dict[object, object]", new)
+        return old_map.keys() == new_map.keys() and all(
+            _unchanged(value, new_map[key]) for key, value in old_map.items()
+        )
+    if dataclasses.is_dataclass(old) and not isinstance(old, type):
+        return all(
+            _unchanged(getattr(old, field.name), getattr(new, field.name))
+            for field in dataclasses.fields(old)
+        )
+    if kind.__module__ == "torch" and kind.__name__ == "Tensor":
+        return _same_tensor(old, new)
+    return same(old, new)
+
+
+_SHORT: Final = 8
+_INTS: Final = {int}
+
+
+def _same_tensor(old: Any, new: Any) -> bool:
+    """An RNG state tensor (uint8, on the CPU): ``torch.equal``, exact for integers."""
+    if (old.dtype, old.shape, old.device) != (new.dtype, new.shape, new.device) or (
+        old.dtype.is_floating_point or old.dtype.is_complex
+    ):
+        return same(old, new)
+    return bool(old.equal(new))
+
+
+def summary_lines(leaks: Mapping[str, Sequence[str]], tests: int) -> str:
+    """The end-of-run report of ``--repro-leaks=warn``: each leak with its first few tests.
+
+    ``leaks`` maps each change (as ``str(Change)``) to the ids of the tests
+    that left it; ``tests`` counts the tests, each counted once.
+    """
+    lines = [f"{tests} test{'s' if tests != 1 else ''} left global RNG-affecting state changed:"]
+    for change, ids in sorted(leaks.items(), key=lambda item: (-len(item[1]), item[0])):
+        lines.append(f"{change}  ({len(ids)} test{'s' if len(ids) != 1 else ''})")
+        lines.extend(f"    {test_id}" for test_id in ids[:_SHOWN_TESTS])
+        if len(ids) > _SHOWN_TESTS:
+            lines.append(f"    ... and {len(ids) - _SHOWN_TESTS} more")
+    lines.append(
+        "Restore it in the test or run the code in a scope (@pytest.mark.deterministic, "
+        "--repro-seed). To accept it: @pytest.mark.allow_leaks(\"torch (cpu)\") on a test, "
+        "or `repro_leaks_allow = torch (cpu)` in the ini file (or --repro-leaks-allow) for "
+        "every test; -W error::repro_ctx.pytest_plugin.StateLeakWarning turns each into an error."
+    )
+    return "\n".join(lines)
 
 
 def report(test_id: str, found: Sequence[Change]) -> str:

@@ -51,8 +51,11 @@ class Cause:
     """
 
     kind: CauseKind
+    """The cause's name, for programs: one of the kinds in the divergence guide's table."""
     reason: str
+    """One sentence for people: what the evidence shows."""
     fix: str
+    """The line to act on: the change that most likely makes the runs agree."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,25 +89,37 @@ class OpRecord:
     """
 
     index: int
+    """The op's position in its run's stream (0-based)."""
     name: str
+    """The aten op, e.g. ``"aten.mul.Tensor"``."""
     phase: Literal["forward", "backward"]
+    """Whether it ran in the forward pass or in autograd's backward."""
     module: str
+    """The module that ran it, e.g. ``"Net.fc1 (Linear)"``; empty outside any module."""
     file: str
+    """The source file of the user code that called it; empty if unknown."""
     line: int
+    """The line in ``file``."""
     grad_fn: str
+    """The autograd node it belongs to (backward ops), e.g. ``"MulBackward0"``; else empty."""
     outputs: tuple[OutputRecord, ...]
+    """One record per output: shape, dtype, a hash of the bytes, the norm."""
     uncovered_rng: str | None = None
+    """The name of a ``torch.Generator`` it drew from that no scope covers (see above)."""
 
     @property
     def source(self) -> str:
+        """``file:line``, or ``"(unknown)"``."""
         return f"{self.file}:{self.line}" if self.file else "(unknown)"
 
     @property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The outputs' shapes."""
         return tuple(out.shape for out in self.outputs)
 
     @property
     def dtypes(self) -> tuple[str, ...]:
+        """The outputs' dtypes, as strings."""
         return tuple(out.dtype for out in self.outputs)
 
     @property

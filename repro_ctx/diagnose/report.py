@@ -73,20 +73,33 @@ class DivergenceReport:
     """
 
     kind: Kind
+    """``"matched"``, ``"values"`` (op ``index`` gave other bytes) or ``"stream"`` (others ran)."""
     index: int | None
+    """The first op (0-based, in run order) where the runs part; ``None`` when matched."""
     labels: tuple[str, str]
+    """The two runs' names in the report: ``"run 1"`` and ``"run 2"``, or the files compared."""
     stream_a: tuple[OpRecord, ...]
+    """Every op the first run executed, in order."""
     stream_b: tuple[OpRecord, ...]
+    """Every op the second run executed, in order."""
     max_abs_diff: float | None = None
+    """The largest ``|a-b|`` over the divergent op's outputs; ``None`` where not measured."""
     max_rel_diff: float | None = None
+    """The largest ``|a-b| / max(|a|, |b|)`` over the divergent op's outputs."""
     values_note: str = ""
+    """Between which runs (or files) the differences were measured; empty when matched."""
     flags: Mapping[str, str] = field(default_factory=dict)
+    """The determinism flags and variables in effect in the first run, by name."""
     flags_b: Mapping[str, str] = field(default_factory=dict)
+    """The same for the second run (``compare`` of two files: they may differ)."""
     title: str = "divergence report"
+    """The first line of ``str(report)``."""
     cause: Cause | None = None
+    """The likely cause and its fix (see ``Cause``); ``None`` when matched."""
 
     @property
     def matched(self) -> bool:
+        """Whether every op gave the same bytes in both runs (``kind == "matched"``)."""
         return self.kind == "matched"
 
     @property

@@ -115,10 +115,12 @@ class deterministic:
 
     @property
     def seed(self) -> int | None:
+        """The seed this scope applies (``None``: isolate without reseeding)."""
         return self._plan.seed
 
     @property
     def generators(self) -> tuple[object, ...]:
+        """The ``generators`` passed to this scope, besides the registered ones."""
         return tuple(tracked.obj for tracked in self._generators)
 
     def sources(self) -> tuple[Source, ...]:
@@ -134,6 +136,7 @@ class deterministic:
 
     @property
     def per_rank(self) -> bool:
+        """Whether each torch.distributed rank seeds from ``(seed, rank)``."""
         return self._per_rank
 
     def effective_plan(self) -> Plan:

@@ -609,20 +609,141 @@ def test_leaks_fail_each_leaking_test_at_teardown(
     assert "mkldnn.enabled" not in output
 
 
-def test_leaks_warn_names_the_test_and_the_values(
+def test_leaks_warn_names_the_test_and_the_values_once_at_the_end(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     _reset_leaky_state()
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
     result = pytester.runpytest(*PLUGIN, "--repro-leaks=warn")
-    result.assert_outcomes(passed=9, warnings=len(LEAKS))
+    result.assert_outcomes(passed=9)
+    output = result.stdout.str()
+    assert "warnings summary" not in output
     result.stdout.fnmatch_lines([
-        "*warnings summary*",
-        "test_leaky.py::test_benchmark_left_on",
-        "*StateLeakWarning: test_leaky.py::test_benchmark_left_on left global RNG-affecting*",
-        "    torch.backends.cudnn.benchmark: False -> True",
+        "*repro_ctx: global state left changed (--repro-leaks=warn)*",
+        f"{len(LEAKS)} tests left global RNG-affecting state changed:",
     ])
+    summary = output.split("--repro-leaks=warn) ")[1]
+    for name, lines in LEAKS.items():
+        for line in lines:
+            assert f"{line}  (1 test)\n    test_leaky.py::{name}\n" in summary, (name, line)
+    assert "@pytest.mark.allow_leaks" in summary
+
+
+MANY_DRAWS = """
+import pytest
+import torch
+
+@pytest.mark.parametrize("n", range(7))
+def test_draws(n):
+    torch.rand(2)
+
+@pytest.mark.allow_leaks("torch (cpu)")
+def test_allowed_draw():
+    torch.rand(2)
+
+@pytest.mark.allow_leaks()
+def test_allowed_anything():
+    torch.rand(2)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = False
+
+@pytest.mark.filterwarnings("ignore::repro_ctx.pytest_plugin.StateLeakWarning")
+def test_filtered_draw():
+    torch.rand(2)
+
+@pytest.mark.allow_leaks("torch (cpu)")
+def test_allowed_draw_but_a_flag():
+    torch.rand(2)
+    torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+"""
+
+
+def test_leaks_warn_groups_the_tests_of_one_leak_and_can_be_silenced(
+    pytester: pytest.Pytester,
+) -> None:
+    torch.backends.cudnn.benchmark = False
+    pytester.makepyfile(test_many=MANY_DRAWS)
+    result = pytester.runpytest(*PLUGIN, "--repro-leaks=warn", "-p", "no:randomly")
+    result.assert_outcomes(passed=11)
+    result.stdout.fnmatch_lines([
+        "*repro_ctx: global state left changed (--repro-leaks=warn)*",
+        "8 tests left global RNG-affecting state changed:",
+        f"torch (cpu): {DRAWN}  (7 tests)",
+        "    test_many.py::test_draws[[]0]",
+        "    test_many.py::test_draws[[]1]",
+        "    test_many.py::test_draws[[]2]",
+        "    ... and 4 more",
+        "torch.backends.cudnn.benchmark: False -> True  (1 test)",
+        "    test_many.py::test_allowed_draw_but_a_flag",
+    ])
+    output = result.stdout.str()
+    for name in ["test_allowed_draw ", "test_allowed_anything", "test_filtered_draw"]:
+        assert name not in output
+    # per source, for every test: the ini value and the option
+    pytester.makeini("[pytest]\nrepro_leaks_allow =\n    torch (cpu)\n")
+    torch.backends.cudnn.benchmark = False
+    result = pytester.runpytest(*PLUGIN, "--repro-leaks=fail", "-p", "no:randomly")
+    result.assert_outcomes(passed=11, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_allowed_draw_but_a_flag*"])
+    pytester.makeini("[pytest]\n")
+    torch.backends.cudnn.benchmark = False
+    result = pytester.runpytest(
+        *PLUGIN, "--repro-leaks=fail", "-p", "no:randomly", "--repro-leaks-allow=torch (cpu)",
+        "--repro-leaks-allow=torch.backends.cudnn.benchmark",
+    )
+    result.assert_outcomes(passed=11)
+    torch.backends.cudnn.benchmark = False
+
+
+NONDETERMINISTIC_OP = """
+import torch
+
+def test_put():
+    torch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))
+"""
+
+
+def test_under_repro_seed_torchs_nondeterministic_op_error_carries_the_scopes_note(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_op=NONDETERMINISTIC_OP)
+    result = pytester.runpytest(*PLUGIN, "--repro-seed=1234")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*RuntimeError: put_ does not have a deterministic implementation*",
+        "*repro_ctx: this scope turned torch's deterministic algorithms on*",
+        '*repro_ctx (pytest): *@pytest.mark.deterministic(algorithms="warn")*',
+    ])
+    # the advice works: with warn only, the op runs
+    marked = '@pytest.mark.deterministic(algorithms="warn")\ndef test_put'
+    pytester.makepyfile(
+        test_op="import pytest\n" + NONDETERMINISTIC_OP.replace("def test_put", marked)
+    )
+    pytester.runpytest(*PLUGIN, "--repro-seed=1234").assert_outcomes(passed=1)
+
+
+def test_repro_seed_last_reuses_the_previous_runs_seed(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(RECORD)
+    pytester.makepyfile(test_seeded=SEEDED_TESTS)
+    result = pytester.runpytest(*PLUGIN, "--repro-seed=last")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--repro-seed=last: no earlier run with --repro-seed=N*"])
+    pytester.runpytest(*PLUGIN, "--repro-seed=31").assert_outcomes(passed=6)
+    first = {name: recorded(pytester, name) for name in SEEDED_NAMES}
+    for path in pytester.path.glob("*.json"):
+        path.unlink()
+    result = pytester.runpytest(*PLUGIN, "--repro-seed=last")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["repro_ctx: --repro-seed=31 *"])
+    assert {name: recorded(pytester, name) for name in SEEDED_NAMES} == first
+    pytester.runpytest(*PLUGIN, "--repro-seed=32").assert_outcomes(passed=6)
+    pytester.runpytest(*PLUGIN, "--repro-seed=last").stdout.fnmatch_lines(
+        ["repro_ctx: --repro-seed=32 *"]
+    )
+    result = pytester.runpytest(*PLUGIN, "--repro-seed=last", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--repro-seed=last reads the previous run's seed*"])
 
 
 def test_leak_warnings_can_be_turned_into_errors(pytester: pytest.Pytester) -> None:

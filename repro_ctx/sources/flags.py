@@ -4,16 +4,11 @@ Each flag is one row: a name, a getter, a setter, and what a plan wants of it.
 Rows are built only for what the running torch exposes, so older and newer
 torch versions need no special cases elsewhere. Restoring writes only the rows
 whose value differs, so a scope that changed nothing writes nothing.
-
-Longer than 400 lines because the table of every flag and the inductor
-config's override rules belong with the source that reads and writes them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import operator
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import compress
@@ -21,6 +16,7 @@ from typing import Any, Final
 
 from ..core.plain import Malformed, Plain, Resolved, check_plain, expect
 from ..core.source import Plan, WritesDifferences
+from .inductor import CONFIG, ENTRIES, ConfigEntry, release, watch_imports
 
 
 def _call(get: Callable[[], object]) -> object:
@@ -222,98 +218,22 @@ def _deterministic_algorithms_flag(torch: Any) -> Flag:
     return Flag("torch.use_deterministic_algorithms (mode, warn_only)", get, set_, wanted)
 
 
-_INDUCTOR_CONFIG: Final = "torch._inductor.config"
+def _inductor_flags(torch: Any) -> list[Flag | None]:
+    """The inductor config entries this torch has (``inductor.py``), each following ``algorithms``.
 
-
-def _inductor_flag() -> Flag:
-    """``torch._inductor.config.deterministic``, which ``use_deterministic_algorithms`` sets.
-
-    Importing inductor's config costs over a second, so the scope touches it
-    only once the program has imported it; until then it reads as ``None``.
-    A scope entered before the import (``torch.compile`` or
-    ``use_deterministic_algorithms`` inside it imports the config) restores
-    ``None`` as the value the config had at import, not as "leave it".
+    ``use_deterministic_algorithms`` sets ``deterministic``; ``fallback_random``
+    makes ``torch.compile``d code draw what eager code draws.
     """
-
-    readers: dict[int, Callable[[], object]] = {}
-    # A config dropped from sys.modules is imported again as a new module; the
-    # ones read are kept alive so that a new one never reuses an old one's id.
-    read_configs: list[object] = []
-
-    def get() -> object:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        if config is None:
-            return None
-        read = readers.get(id(config))
-        if read is None:
-            read = readers[id(config)] = _fast_config_reader(config, "deterministic")
-            read_configs.append(config)
-        return read()
-
-    def set_(value: object) -> None:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        if config is None:
-            return
-        if value is None:  # not imported when captured
-            value = unset_config_value(config, "deterministic")
-        config.deterministic = value
-
-    def initial() -> object:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        return None if config is None else unset_config_value(config, "deterministic")
-
-    return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms, initial)
-
-
-def unset_config_value(config: object, name: str) -> object:
-    """What a torch config-module entry reads when nothing has set it: its import-time value.
-
-    torch's config modules keep every override (``config.x = ...``) in a
-    ``ContextVar``; in a fresh, empty context no override is set, so the
-    public attribute reads the entry's default, or the environment variable
-    that overrides it, exactly as right after import (tests/sources/test_facts.py).
-    """
-    return contextvars.Context().run(getattr, config, name)
-
-
-def _fast_config_reader(config: Any, name: str) -> Callable[[], object]:
-    """A reader of a torch config-module entry that skips ``__getattr__``'s general path.
-
-    ``config.deterministic`` costs about 3 us, most of it handling aliases,
-    forced environment values and JustKnobs that a plain entry does not use.
-    For a plain entry the value is the context's override, else the default;
-    the fast reader is used only if the entry is plain and it reads the same
-    value as the public attribute, otherwise the public attribute is used.
-    """
-
-    def public() -> object:
-        return getattr(config, name)
-
-    try:
-        from torch.utils._config_module import _UNSET_SENTINEL as unset
-
-        entry = config._config[name]
-        override = entry.user_override
-        default = entry.env_value_default
-        if default is unset:
-            default = entry.default
-        plain = (
-            entry.alias is None
-            and entry.env_value_force is unset
-            and entry.justknob is None
-            and not entry.deprecated
-            and isinstance(default, (bool, int, float, str, type(None)))
-        )
-    except (ImportError, AttributeError, KeyError, TypeError):
-        return public
-    if not plain:
-        return public
-
-    def fast() -> object:
-        value = override.get()
-        return default if value is unset else value
-
-    return fast if fast() == public() else public
+    watch_imports()
+    flags: list[Flag | None] = []
+    for name, first in ENTRIES.items():
+        if release(torch) < first:
+            flags.append(None)
+            continue
+        entry = ConfigEntry(name)
+        flags.append(Flag(f"{CONFIG}.{name}", entry.get, entry.set, _follows_algorithms,
+                          entry.initial))
+    return flags
 
 
 def _follows_algorithms(plan: Plan) -> object:
@@ -393,7 +313,7 @@ def build_flags_source(torch: Any) -> FlagsSource:
     backends = torch.backends
     candidates: list[Flag | None] = [
         _deterministic_algorithms_flag(torch),
-        _inductor_flag(),
+        *_inductor_flags(torch),
         _c_flag(torch, "torch.utils.deterministic.fill_uninitialized_memory",
                 "_get_deterministic_fill_uninitialized_memory",
                 "_set_deterministic_fill_uninitialized_memory", _fill_memory),

@@ -9,6 +9,7 @@ whose value differs, so a scope that changed nothing writes nothing.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import compress
@@ -197,18 +198,33 @@ def plain(value: object) -> object:
 
 
 def _deterministic_algorithms_flag(torch: Any) -> Flag:
-    mode = torch._C._get_deterministic_algorithms
-    warn_only = torch._C._get_deterministic_algorithms_warn_only
+    """Through ``torch._C``'s accessors; without them, torch's public functions."""
+    mode = getattr(torch._C, "_get_deterministic_algorithms",
+                   torch.are_deterministic_algorithms_enabled)
+    warn_only = getattr(torch._C, "_get_deterministic_algorithms_warn_only",
+                        torch.is_deterministic_algorithms_warn_only_enabled)
 
     def get() -> tuple[bool, bool]:
         return (mode(), warn_only())
 
-    set_mode = torch._C._set_deterministic_algorithms
+    set_mode: Any = getattr(torch._C, "_set_deterministic_algorithms", None)
 
     def set_(value: tuple[bool, bool]) -> None:
         # torch.use_deterministic_algorithms also writes inductor's config;
         # that is its own flag below, so write the algorithms flag alone.
         set_mode(value[0], warn_only=value[1])
+
+    def set_public(value: tuple[bool, bool]) -> None:
+        """The public call, then inductor's ``deterministic`` put back as it was."""
+        config = sys.modules.get(CONFIG)
+        entry = ConfigEntry("deterministic")
+        before = entry.get() if config is not None else None
+        torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+        if entry.get() != before:
+            entry.set(before)  # None: imported by the call, back to its import-time value
+
+    if set_mode is None:
+        set_ = set_public
 
     def wanted(plan: Plan) -> object:
         if plan.algorithms is None:
@@ -249,17 +265,22 @@ def _fill_memory(plan: Plan) -> object:
 
 
 def _c_flag(
-    torch: Any, name: str, getter: str, setter: str, wanted: Callable[[Plan], object] = _leave
+    torch: Any, name: str, getter: str, setter: str, wanted: Callable[[Plan], object] = _leave,
+    public: Flag | None = None,
 ) -> Flag | None:
+    """A flag read and written through ``torch._C``'s accessors, faster than the public
+    attribute (benchmarks/bench_private.py); through ``public`` where they are missing."""
     get = getattr(torch._C, getter, None)
     set_ = getattr(torch._C, setter, None)
     if get is None or set_ is None:
-        return None
+        return None if public is None else Flag(name, public.get, public.set, wanted)
     return Flag(name, get, set_, wanted)
 
 
 def _attribute_flag(obj: Any, attribute: str, name: str) -> Flag | None:
-    if not hasattr(obj, attribute):
+    try:
+        getattr(obj, attribute)
+    except (AttributeError, AssertionError):  # torch 2.1's cuBLAS module asserts
         return None
 
     def get() -> object:
@@ -268,6 +289,15 @@ def _attribute_flag(obj: Any, attribute: str, name: str) -> Flag | None:
     def set_(value: object) -> None:
         setattr(obj, attribute, value)
 
+    return Flag(name, get, set_)
+
+
+def _calls_flag(obj: Any, getter: str, setter: str, name: str) -> Flag | None:
+    """A public flag read by one call and written by another (``enable_flash_sdp(on)``)."""
+    get = getattr(obj, getter, None)
+    set_ = getattr(obj, setter, None)
+    if get is None or set_ is None:
+        return None
     return Flag(name, get, set_)
 
 
@@ -311,48 +341,63 @@ def _opt_einsum_flags(backends: Any) -> list[Flag | None]:
 def build_flags_source(torch: Any) -> FlagsSource:
     """Every non-TF32 flag this torch exposes, as one source."""
     backends = torch.backends
+    cudnn, cuda = backends.cudnn, backends.cuda
     candidates: list[Flag | None] = [
         _deterministic_algorithms_flag(torch),
         *_inductor_flags(torch),
         _c_flag(torch, "torch.utils.deterministic.fill_uninitialized_memory",
                 "_get_deterministic_fill_uninitialized_memory",
-                "_set_deterministic_fill_uninitialized_memory", _fill_memory),
+                "_set_deterministic_fill_uninitialized_memory", _fill_memory,
+                _attribute_flag(getattr(torch.utils, "deterministic", None),
+                                "fill_uninitialized_memory", "")),
         _c_flag(torch, "torch.backends.cudnn.enabled", "_get_cudnn_enabled",
-                "_set_cudnn_enabled"),
+                "_set_cudnn_enabled", public=_attribute_flag(cudnn, "enabled", "")),
         _c_flag(torch, "torch.backends.cudnn.benchmark", "_get_cudnn_benchmark",
-                "_set_cudnn_benchmark", _not_benchmark),
+                "_set_cudnn_benchmark", _not_benchmark, _attribute_flag(cudnn, "benchmark", "")),
         _c_flag(torch, "torch.backends.cudnn.deterministic", "_get_cudnn_deterministic",
-                "_set_cudnn_deterministic", _follows_algorithms),
+                "_set_cudnn_deterministic", _follows_algorithms,
+                _attribute_flag(cudnn, "deterministic", "")),
         _c_flag(torch, "torch.backends.cudnn.benchmark_limit",
-                "_cuda_get_cudnn_benchmark_limit", "_cuda_set_cudnn_benchmark_limit")
-        or _attribute_flag(backends.cudnn, "benchmark_limit",
-                           "torch.backends.cudnn.benchmark_limit"),
+                "_cuda_get_cudnn_benchmark_limit", "_cuda_set_cudnn_benchmark_limit",
+                public=_attribute_flag(cudnn, "benchmark_limit", "")),
         _c_flag(torch, "torch.backends.cudnn.depthwise_kernel", "_get_cudnn_depthwise_kernel",
                 "_set_cudnn_depthwise_kernel"),
         _reduction_flag(torch, "fp16"),
         _reduction_flag(torch, "bf16"),
         _c_flag(torch, "torch.backends.cuda.matmul.allow_fp16_accumulation",
-                "_get_cublas_allow_fp16_accumulation", "_set_cublas_allow_fp16_accumulation"),
+                "_get_cublas_allow_fp16_accumulation", "_set_cublas_allow_fp16_accumulation",
+                public=_attribute_flag(cuda.matmul, "allow_fp16_accumulation", "")),
         _c_flag(torch, "torch.backends.cuda.flash_sdp_enabled", "_get_flash_sdp_enabled",
-                "_set_sdp_use_flash"),
+                "_set_sdp_use_flash",
+                public=_calls_flag(cuda, "flash_sdp_enabled", "enable_flash_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.mem_efficient_sdp_enabled",
-                "_get_mem_efficient_sdp_enabled", "_set_sdp_use_mem_efficient"),
+                "_get_mem_efficient_sdp_enabled", "_set_sdp_use_mem_efficient",
+                public=_calls_flag(cuda, "mem_efficient_sdp_enabled", "enable_mem_efficient_sdp",
+                                   "")),
         _c_flag(torch, "torch.backends.cuda.math_sdp_enabled", "_get_math_sdp_enabled",
-                "_set_sdp_use_math"),
+                "_set_sdp_use_math",
+                public=_calls_flag(cuda, "math_sdp_enabled", "enable_math_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.cudnn_sdp_enabled", "_get_cudnn_sdp_enabled",
-                "_set_sdp_use_cudnn"),
+                "_set_sdp_use_cudnn",
+                public=_calls_flag(cuda, "cudnn_sdp_enabled", "enable_cudnn_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed",
                 "_get_math_sdp_allow_fp16_bf16_reduction",
-                "_set_math_sdp_allow_fp16_bf16_reduction"),
+                "_set_math_sdp_allow_fp16_bf16_reduction",
+                public=_calls_flag(cuda, "fp16_bf16_reduction_math_sdp_allowed",
+                                   "allow_fp16_bf16_reduction_math_sdp", "")),
         _c_flag(torch, "torch.backends.mkldnn.enabled", "_get_mkldnn_enabled",
-                "_set_mkldnn_enabled"),
+                "_set_mkldnn_enabled", public=_attribute_flag(backends.mkldnn, "enabled", "")),
         _c_flag(torch, "torch.backends.mkldnn.deterministic", "_get_mkldnn_deterministic",
-                "_set_mkldnn_deterministic", _follows_algorithms),
+                "_set_mkldnn_deterministic", _follows_algorithms,
+                _attribute_flag(backends.mkldnn, "deterministic", "")),
         _c_flag(torch, "torch.backends.cuda.preferred_linalg_library",
-                "_get_linalg_preferred_backend", "_set_linalg_preferred_backend"),
+                "_get_linalg_preferred_backend", "_set_linalg_preferred_backend",
+                public=_calls_flag(cuda, "preferred_linalg_library", "preferred_linalg_library",
+                                   "")),
         _c_flag(torch, "torch.backends.cuda.preferred_blas_library",
-                "_get_blas_preferred_backend", "_set_blas_preferred_backend"),
-        _c_flag(torch, "torch.get_num_threads", "get_num_threads", "set_num_threads"),
+                "_get_blas_preferred_backend", "_set_blas_preferred_backend",
+                public=_calls_flag(cuda, "preferred_blas_library", "preferred_blas_library", "")),
+        Flag("torch.get_num_threads", torch.get_num_threads, torch.set_num_threads),
         *_opt_einsum_flags(backends),
     ]
     mha = getattr(backends, "mha", None)

@@ -32,6 +32,12 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 # The NumPy releases the core suite runs against (`nox -s numpy`), on Python 3.11.
 NUMPY_VERSIONS = ["1.26.4", "2.0.2", "2.2.6", "2.4.6"]
+# The (Python, torch) pairs the core suite runs on (`nox -s compat`): the lowest
+# declared Python with the lowest declared torch; torch 2.9, the last release
+# before inductor's `deterministic` entry; the newest Python with the newest torch.
+COMPAT = [("3.10", "2.1.2"), ("3.12", "2.9.1"), ("3.13", "2.13.0")]
+# Their pins where constraints.txt's need Python 3.11 or a newer torch.
+COMPAT_CONSTRAINTS = ROOT / "constraints-compat.txt"
 # Test files that exercise the command line, the pytest plugin, the IPython magic,
 # find_divergence, the decorator's static types and the docs: not NumPy-specific,
 # and they need tools (matplotlib, IPython, mypy, lightning, transformers) the numpy
@@ -96,6 +102,22 @@ def pip_settings_for_uv() -> tuple[dict[str, str], list[str]]:
 
 
 UV_ENV, PIP_CONSTRAINTS = pip_settings_for_uv()
+
+
+def find_pyenv_interpreters() -> None:
+    """Let nox find every pyenv-installed Python by its version ("3.10"), active or not.
+
+    Each version's ``bin`` folder goes at the end of ``PATH``, so whatever was
+    found before still is; pyenv's shim for a version that is not active
+    (``python3.10``) hands over to the next ``python3.10`` on ``PATH``.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    folders = [str(path / "bin") for path in sorted(versions.glob("3.*"))
+               if (path / "bin").is_dir()]
+    os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *folders])
+
+
+find_pyenv_interpreters()
 
 
 def install(session: nox.Session, *args: str, constraints: Path = CONSTRAINTS) -> None:
@@ -175,6 +197,44 @@ def numpy(session: nox.Session, numpy: str) -> None:
     session.run("python", "-c", versions)
     ignored = [f"--ignore={path}" for path in NOT_CORE]
     session.run("pytest", "-n", "auto", "-m", "not slow", *ignored, *session.posargs)
+
+
+@nox.session(default=False)
+@nox.parametrize(("python", "torch"), COMPAT)
+def compat(session: nox.Session, torch: str) -> None:
+    """The core suite (the ``numpy`` session's selection) on one (Python, torch) pair.
+
+    Each takes constraints.txt with torch swapped for its own, and the lines of
+    constraints-compat.txt in place of the same packages' there (environment
+    markers choose by Python). torch other than 2.13 for Python 3.11 comes from
+    PyPI as its CUDA build (several GB), which runs without a GPU; the session
+    checks that the torch installed is the one asked for.
+    """
+    compat_pins = [line for line in COMPAT_CONSTRAINTS.read_text().splitlines()
+                   if _pinned_name(line)]
+    replaced = {"torch", *(_pinned_name(line) for line in compat_pins)}
+    pins = [line for line in CONSTRAINTS.read_text().splitlines()
+            if _pinned_name(line) not in replaced]
+    constraints = Path(session.create_tmp()) / "constraints-compat.txt"
+    constraints.write_text("\n".join([*pins, *compat_pins, f"torch=={torch}", ""]))
+    install(session, "-e", ".", "pytest", "hypothesis", "pytest-xdist", constraints=constraints)
+    check = (
+        "import sys, numpy, torch; "
+        "print('python', sys.version.split()[0], 'torch', torch.__version__, "
+        "'cuda', torch.version.cuda, 'numpy', numpy.__version__); "
+        f"assert torch.__version__.split('+')[0] == {torch!r}, 'not the torch asked for'"
+    )
+    session.run("python", "-c", check)
+    ignored = [f"--ignore={path}" for path in NOT_CORE]
+    session.run("pytest", "-n", "auto", "-m", "not slow", *ignored, *session.posargs)
+
+
+def _pinned_name(line: str) -> str | None:
+    """The package a constraints line pins ("numpy==1.26.4; ..." -> "numpy"), or None."""
+    requirement = line.split("#", 1)[0].strip()
+    if not requirement:
+        return None
+    return requirement.split("==", 1)[0].split(";", 1)[0].strip().lower()
 
 
 @nox.session(default=False)

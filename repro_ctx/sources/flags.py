@@ -4,14 +4,10 @@ Each flag is one row: a name, a getter, a setter, and what a plan wants of it.
 Rows are built only for what the running torch exposes, so older and newer
 torch versions need no special cases elsewhere. Restoring writes only the rows
 whose value differs, so a scope that changed nothing writes nothing.
-
-Longer than 400 lines because the table of every flag and the inductor
-config's override rules belong with the source that reads and writes them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import operator
 import sys
 from collections.abc import Callable, Mapping
@@ -21,6 +17,7 @@ from typing import Any, Final
 
 from ..core.plain import Malformed, Plain, Resolved, check_plain, expect
 from ..core.source import Plan, WritesDifferences
+from .inductor import CONFIG, ENTRIES, ConfigEntry, release, watch_imports
 
 
 def _call(get: Callable[[], object]) -> object:
@@ -201,18 +198,33 @@ def plain(value: object) -> object:
 
 
 def _deterministic_algorithms_flag(torch: Any) -> Flag:
-    mode = torch._C._get_deterministic_algorithms
-    warn_only = torch._C._get_deterministic_algorithms_warn_only
+    """Through ``torch._C``'s accessors; without them, torch's public functions."""
+    mode = getattr(torch._C, "_get_deterministic_algorithms",
+                   torch.are_deterministic_algorithms_enabled)
+    warn_only = getattr(torch._C, "_get_deterministic_algorithms_warn_only",
+                        torch.is_deterministic_algorithms_warn_only_enabled)
 
     def get() -> tuple[bool, bool]:
         return (mode(), warn_only())
 
-    set_mode = torch._C._set_deterministic_algorithms
+    set_mode: Any = getattr(torch._C, "_set_deterministic_algorithms", None)
 
     def set_(value: tuple[bool, bool]) -> None:
         # torch.use_deterministic_algorithms also writes inductor's config;
         # that is its own flag below, so write the algorithms flag alone.
         set_mode(value[0], warn_only=value[1])
+
+    def set_public(value: tuple[bool, bool]) -> None:
+        """The public call, then inductor's ``deterministic`` put back as it was."""
+        config = sys.modules.get(CONFIG)
+        entry = ConfigEntry("deterministic")
+        before = entry.get() if config is not None else None
+        torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+        if entry.get() != before:
+            entry.set(before)  # None: imported by the call, back to its import-time value
+
+    if set_mode is None:
+        set_ = set_public
 
     def wanted(plan: Plan) -> object:
         if plan.algorithms is None:
@@ -222,98 +234,22 @@ def _deterministic_algorithms_flag(torch: Any) -> Flag:
     return Flag("torch.use_deterministic_algorithms (mode, warn_only)", get, set_, wanted)
 
 
-_INDUCTOR_CONFIG: Final = "torch._inductor.config"
+def _inductor_flags(torch: Any) -> list[Flag | None]:
+    """The inductor config entries this torch has (``inductor.py``), each following ``algorithms``.
 
-
-def _inductor_flag() -> Flag:
-    """``torch._inductor.config.deterministic``, which ``use_deterministic_algorithms`` sets.
-
-    Importing inductor's config costs over a second, so the scope touches it
-    only once the program has imported it; until then it reads as ``None``.
-    A scope entered before the import (``torch.compile`` or
-    ``use_deterministic_algorithms`` inside it imports the config) restores
-    ``None`` as the value the config had at import, not as "leave it".
+    ``use_deterministic_algorithms`` sets ``deterministic``; ``fallback_random``
+    makes ``torch.compile``d code draw what eager code draws.
     """
-
-    readers: dict[int, Callable[[], object]] = {}
-    # A config dropped from sys.modules is imported again as a new module; the
-    # ones read are kept alive so that a new one never reuses an old one's id.
-    read_configs: list[object] = []
-
-    def get() -> object:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        if config is None:
-            return None
-        read = readers.get(id(config))
-        if read is None:
-            read = readers[id(config)] = _fast_config_reader(config, "deterministic")
-            read_configs.append(config)
-        return read()
-
-    def set_(value: object) -> None:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        if config is None:
-            return
-        if value is None:  # not imported when captured
-            value = unset_config_value(config, "deterministic")
-        config.deterministic = value
-
-    def initial() -> object:
-        config: Any = sys.modules.get(_INDUCTOR_CONFIG)
-        return None if config is None else unset_config_value(config, "deterministic")
-
-    return Flag("torch._inductor.config.deterministic", get, set_, _follows_algorithms, initial)
-
-
-def unset_config_value(config: object, name: str) -> object:
-    """What a torch config-module entry reads when nothing has set it: its import-time value.
-
-    torch's config modules keep every override (``config.x = ...``) in a
-    ``ContextVar``; in a fresh, empty context no override is set, so the
-    public attribute reads the entry's default, or the environment variable
-    that overrides it, exactly as right after import (tests/sources/test_facts.py).
-    """
-    return contextvars.Context().run(getattr, config, name)
-
-
-def _fast_config_reader(config: Any, name: str) -> Callable[[], object]:
-    """A reader of a torch config-module entry that skips ``__getattr__``'s general path.
-
-    ``config.deterministic`` costs about 3 us, most of it handling aliases,
-    forced environment values and JustKnobs that a plain entry does not use.
-    For a plain entry the value is the context's override, else the default;
-    the fast reader is used only if the entry is plain and it reads the same
-    value as the public attribute, otherwise the public attribute is used.
-    """
-
-    def public() -> object:
-        return getattr(config, name)
-
-    try:
-        from torch.utils._config_module import _UNSET_SENTINEL as unset
-
-        entry = config._config[name]
-        override = entry.user_override
-        default = entry.env_value_default
-        if default is unset:
-            default = entry.default
-        plain = (
-            entry.alias is None
-            and entry.env_value_force is unset
-            and entry.justknob is None
-            and not entry.deprecated
-            and isinstance(default, (bool, int, float, str, type(None)))
-        )
-    except (ImportError, AttributeError, KeyError, TypeError):
-        return public
-    if not plain:
-        return public
-
-    def fast() -> object:
-        value = override.get()
-        return default if value is unset else value
-
-    return fast if fast() == public() else public
+    watch_imports()
+    flags: list[Flag | None] = []
+    for name, first in ENTRIES.items():
+        if release(torch) < first:
+            flags.append(None)
+            continue
+        entry = ConfigEntry(name)
+        flags.append(Flag(f"{CONFIG}.{name}", entry.get, entry.set, _follows_algorithms,
+                          entry.initial))
+    return flags
 
 
 def _follows_algorithms(plan: Plan) -> object:
@@ -329,17 +265,22 @@ def _fill_memory(plan: Plan) -> object:
 
 
 def _c_flag(
-    torch: Any, name: str, getter: str, setter: str, wanted: Callable[[Plan], object] = _leave
+    torch: Any, name: str, getter: str, setter: str, wanted: Callable[[Plan], object] = _leave,
+    public: Flag | None = None,
 ) -> Flag | None:
+    """A flag read and written through ``torch._C``'s accessors, faster than the public
+    attribute (benchmarks/bench_private.py); through ``public`` where they are missing."""
     get = getattr(torch._C, getter, None)
     set_ = getattr(torch._C, setter, None)
     if get is None or set_ is None:
-        return None
+        return None if public is None else Flag(name, public.get, public.set, wanted)
     return Flag(name, get, set_, wanted)
 
 
 def _attribute_flag(obj: Any, attribute: str, name: str) -> Flag | None:
-    if not hasattr(obj, attribute):
+    try:
+        getattr(obj, attribute)
+    except (AttributeError, AssertionError):  # torch 2.1's cuBLAS module asserts
         return None
 
     def get() -> object:
@@ -348,6 +289,15 @@ def _attribute_flag(obj: Any, attribute: str, name: str) -> Flag | None:
     def set_(value: object) -> None:
         setattr(obj, attribute, value)
 
+    return Flag(name, get, set_)
+
+
+def _calls_flag(obj: Any, getter: str, setter: str, name: str) -> Flag | None:
+    """A public flag read by one call and written by another (``enable_flash_sdp(on)``)."""
+    get = getattr(obj, getter, None)
+    set_ = getattr(obj, setter, None)
+    if get is None or set_ is None:
+        return None
     return Flag(name, get, set_)
 
 
@@ -391,48 +341,63 @@ def _opt_einsum_flags(backends: Any) -> list[Flag | None]:
 def build_flags_source(torch: Any) -> FlagsSource:
     """Every non-TF32 flag this torch exposes, as one source."""
     backends = torch.backends
+    cudnn, cuda = backends.cudnn, backends.cuda
     candidates: list[Flag | None] = [
         _deterministic_algorithms_flag(torch),
-        _inductor_flag(),
+        *_inductor_flags(torch),
         _c_flag(torch, "torch.utils.deterministic.fill_uninitialized_memory",
                 "_get_deterministic_fill_uninitialized_memory",
-                "_set_deterministic_fill_uninitialized_memory", _fill_memory),
+                "_set_deterministic_fill_uninitialized_memory", _fill_memory,
+                _attribute_flag(getattr(torch.utils, "deterministic", None),
+                                "fill_uninitialized_memory", "")),
         _c_flag(torch, "torch.backends.cudnn.enabled", "_get_cudnn_enabled",
-                "_set_cudnn_enabled"),
+                "_set_cudnn_enabled", public=_attribute_flag(cudnn, "enabled", "")),
         _c_flag(torch, "torch.backends.cudnn.benchmark", "_get_cudnn_benchmark",
-                "_set_cudnn_benchmark", _not_benchmark),
+                "_set_cudnn_benchmark", _not_benchmark, _attribute_flag(cudnn, "benchmark", "")),
         _c_flag(torch, "torch.backends.cudnn.deterministic", "_get_cudnn_deterministic",
-                "_set_cudnn_deterministic", _follows_algorithms),
+                "_set_cudnn_deterministic", _follows_algorithms,
+                _attribute_flag(cudnn, "deterministic", "")),
         _c_flag(torch, "torch.backends.cudnn.benchmark_limit",
-                "_cuda_get_cudnn_benchmark_limit", "_cuda_set_cudnn_benchmark_limit")
-        or _attribute_flag(backends.cudnn, "benchmark_limit",
-                           "torch.backends.cudnn.benchmark_limit"),
+                "_cuda_get_cudnn_benchmark_limit", "_cuda_set_cudnn_benchmark_limit",
+                public=_attribute_flag(cudnn, "benchmark_limit", "")),
         _c_flag(torch, "torch.backends.cudnn.depthwise_kernel", "_get_cudnn_depthwise_kernel",
                 "_set_cudnn_depthwise_kernel"),
         _reduction_flag(torch, "fp16"),
         _reduction_flag(torch, "bf16"),
         _c_flag(torch, "torch.backends.cuda.matmul.allow_fp16_accumulation",
-                "_get_cublas_allow_fp16_accumulation", "_set_cublas_allow_fp16_accumulation"),
+                "_get_cublas_allow_fp16_accumulation", "_set_cublas_allow_fp16_accumulation",
+                public=_attribute_flag(cuda.matmul, "allow_fp16_accumulation", "")),
         _c_flag(torch, "torch.backends.cuda.flash_sdp_enabled", "_get_flash_sdp_enabled",
-                "_set_sdp_use_flash"),
+                "_set_sdp_use_flash",
+                public=_calls_flag(cuda, "flash_sdp_enabled", "enable_flash_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.mem_efficient_sdp_enabled",
-                "_get_mem_efficient_sdp_enabled", "_set_sdp_use_mem_efficient"),
+                "_get_mem_efficient_sdp_enabled", "_set_sdp_use_mem_efficient",
+                public=_calls_flag(cuda, "mem_efficient_sdp_enabled", "enable_mem_efficient_sdp",
+                                   "")),
         _c_flag(torch, "torch.backends.cuda.math_sdp_enabled", "_get_math_sdp_enabled",
-                "_set_sdp_use_math"),
+                "_set_sdp_use_math",
+                public=_calls_flag(cuda, "math_sdp_enabled", "enable_math_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.cudnn_sdp_enabled", "_get_cudnn_sdp_enabled",
-                "_set_sdp_use_cudnn"),
+                "_set_sdp_use_cudnn",
+                public=_calls_flag(cuda, "cudnn_sdp_enabled", "enable_cudnn_sdp", "")),
         _c_flag(torch, "torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed",
                 "_get_math_sdp_allow_fp16_bf16_reduction",
-                "_set_math_sdp_allow_fp16_bf16_reduction"),
+                "_set_math_sdp_allow_fp16_bf16_reduction",
+                public=_calls_flag(cuda, "fp16_bf16_reduction_math_sdp_allowed",
+                                   "allow_fp16_bf16_reduction_math_sdp", "")),
         _c_flag(torch, "torch.backends.mkldnn.enabled", "_get_mkldnn_enabled",
-                "_set_mkldnn_enabled"),
+                "_set_mkldnn_enabled", public=_attribute_flag(backends.mkldnn, "enabled", "")),
         _c_flag(torch, "torch.backends.mkldnn.deterministic", "_get_mkldnn_deterministic",
-                "_set_mkldnn_deterministic", _follows_algorithms),
+                "_set_mkldnn_deterministic", _follows_algorithms,
+                _attribute_flag(backends.mkldnn, "deterministic", "")),
         _c_flag(torch, "torch.backends.cuda.preferred_linalg_library",
-                "_get_linalg_preferred_backend", "_set_linalg_preferred_backend"),
+                "_get_linalg_preferred_backend", "_set_linalg_preferred_backend",
+                public=_calls_flag(cuda, "preferred_linalg_library", "preferred_linalg_library",
+                                   "")),
         _c_flag(torch, "torch.backends.cuda.preferred_blas_library",
-                "_get_blas_preferred_backend", "_set_blas_preferred_backend"),
-        _c_flag(torch, "torch.get_num_threads", "get_num_threads", "set_num_threads"),
+                "_get_blas_preferred_backend", "_set_blas_preferred_backend",
+                public=_calls_flag(cuda, "preferred_blas_library", "preferred_blas_library", "")),
+        Flag("torch.get_num_threads", torch.get_num_threads, torch.set_num_threads),
         *_opt_einsum_flags(backends),
     ]
     mha = getattr(backends, "mha", None)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from ..core.plain import Codec, Plain, Resolved, check_plain, digest
+from ..sources import inductor
 from ..sources.default_set import builtin_source_types
 
 FLAG_KINDS: Final = frozenset({"flags", "tf32"})
@@ -128,7 +129,7 @@ def diff_digests(
     return out
 
 
-LAZY_FLAGS: Final = frozenset({"torch._inductor.config.deterministic"})
+LAZY_FLAGS: Final = frozenset(f"{inductor.CONFIG}.{entry}" for entry in inductor.ENTRIES)
 """Flags that read ``None`` until the program imports their module: what import order changes.
 
 ``fingerprint()`` leaves them out, and ``==``, ``diff()`` and

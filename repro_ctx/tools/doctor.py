@@ -93,7 +93,7 @@ def covered(seed: int | None) -> list[Covered]:
 
 # Explanations of values that look like bugs: (name or prefix, when, why).
 _NOTES: tuple[tuple[str, Callable[[object], bool], str], ...] = (
-    ("torch._inductor.config.deterministic", lambda value: value is None,
+    ("torch._inductor.config.", lambda value: value is None,
      "None: torch._inductor is not imported yet (torch.compile imports it); a scope sets it "
      "once it is"),
     ("torch.utils.deterministic.fill_uninitialized_memory", lambda value: value is True,

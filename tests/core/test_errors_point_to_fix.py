@@ -27,7 +27,13 @@ def put_without_accumulate() -> torch.Tensor:
 
 
 def notes(error: BaseException) -> list[str]:
-    return list(getattr(error, "__notes__", []))
+    """The notes a scope added: ``__notes__`` from Python 3.11; on 3.10, which has no
+    notes, those ``add_note`` put at the end of the message instead."""
+    if sys.version_info >= (3, 11):
+        return list(getattr(error, "__notes__", []))
+    assert not hasattr(error, "__notes__")
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else ""
+    return [note for note in (ALGORITHMS_NOTE, CUBLAS_NOTE) if f"\n{note}" in message]
 
 
 # @deterministic(...) on a function --------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,14 +14,16 @@ import torch
 from repro_ctx import deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.sources.flags import Flag, FlagsSource, build_flags_source
+from repro_ctx.sources.inductor import release as _release
 from tests.global_state import full_state, scramble
 
-# Every flag this torch (2.13) exposes that changes which algorithm runs or at
-# what precision. If a torch upgrade adds or drops one, this list must change,
-# and with it the facts the package relies on.
+# Every flag torch 2.13 exposes that changes which algorithm runs or at what
+# precision. If a torch upgrade adds or drops one, this list must change, and
+# with it the facts the package relies on.
 EXPECTED_FLAGS = {
     "torch.use_deterministic_algorithms (mode, warn_only)",
     "torch._inductor.config.deterministic",
+    "torch._inductor.config.fallback_random",
     "torch.utils.deterministic.fill_uninitialized_memory",
     "torch.backends.cudnn.enabled",
     "torch.backends.cudnn.benchmark",
@@ -56,9 +59,44 @@ EXPECTED_SOURCES_CPU = [
 ]
 
 
+# The releases whose tables were read (torch 2.1.2, 2.4.1, 2.9.1, 2.11.0 and 2.13.0,
+# CPU and CUDA builds alike), and for each flag older ones lack, the oldest of
+# them that has it: each `compat` combination checks its side of every line.
+TABLES_READ = [(2, 1), (2, 4), (2, 9), (2, 11), (2, 13)]
+ADDED = {
+    "torch.utils.deterministic.fill_uninitialized_memory": (2, 4),
+    "torch.backends.cuda.cudnn_sdp_enabled": (2, 4),
+    "torch.backends.cuda.preferred_blas_library": (2, 4),
+    "torch.backends.mha.fastpath_enabled": (2, 4),
+    "torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed": (2, 9),
+    "torch.backends.cuda.matmul.allow_fp16_accumulation": (2, 9),
+    "torch.backends.mkldnn.deterministic": (2, 9),
+    # before 2.9 `import torch` does not import torch.backends.opt_einsum, and
+    # the table reads only what torch.backends has
+    "torch.backends.opt_einsum.enabled": (2, 9),
+    "torch.backends.opt_einsum.strategy": (2, 9),
+    "torch._inductor.config.deterministic": (2, 10),  # first in 2.10 (test_facts)
+    "torch.backends.cudnn.depthwise_kernel": (2, 13),
+}
+
+
+def expected_flags(here: tuple[int, int]) -> tuple[set[str], set[str]]:
+    """(at least, at most) the flags of release ``here``: one set on a release read."""
+    older = max(release for release in TABLES_READ if release <= here)
+    newer = min((release for release in TABLES_READ if release >= here), default=here)
+    at_least = {name for name in EXPECTED_FLAGS if ADDED.get(name, (0, 0)) <= older}
+    at_most = {name for name in EXPECTED_FLAGS if ADDED.get(name, (0, 0)) <= newer}
+    return at_least, at_most
+
+
 def test_flag_table_covers_every_flag_this_torch_exposes() -> None:
+    from repro_ctx.sources.inductor import release
+
     names = {flag.name for flag in build_flags_source(torch).flags}
-    assert names == EXPECTED_FLAGS
+    at_least, at_most = expected_flags(release(torch))
+    assert at_least <= names <= at_most
+    assert expected_flags((2, 13)) == (EXPECTED_FLAGS, EXPECTED_FLAGS)
+    assert len(expected_flags((2, 1))[0]) == 14
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only source list")
@@ -66,32 +104,46 @@ def test_sources_on_a_cpu_machine() -> None:
     assert [source.name for source in default_sources()] == EXPECTED_SOURCES_CPU
 
 
+_FLAG_CHANGES: list[Callable[[], object]] = [
+    lambda: torch.use_deterministic_algorithms(False),
+    lambda: setattr(torch.utils.deterministic, "fill_uninitialized_memory", False),
+    lambda: setattr(torch.backends.cudnn, "enabled", not torch.backends.cudnn.enabled),
+    lambda: setattr(torch.backends.cudnn, "benchmark", True),
+    lambda: setattr(torch.backends.cudnn, "deterministic", False),
+    lambda: setattr(torch.backends.cudnn, "benchmark_limit", 3),
+    lambda: setattr(torch.backends.mkldnn, "enabled", not torch.backends.mkldnn.enabled),
+    lambda: setattr(torch.backends.mkldnn, "deterministic", False),
+    lambda: setattr(torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction",
+                    (False, False)),
+    lambda: setattr(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction",
+                    (False, False)),
+    lambda: setattr(torch.backends.cuda.matmul, "allow_fp16_accumulation", True),
+    lambda: torch.backends.cuda.enable_flash_sdp(False),
+    lambda: torch.backends.cuda.enable_math_sdp(False),
+    lambda: torch.backends.cuda.enable_mem_efficient_sdp(False),
+    lambda: torch.backends.cuda.enable_cudnn_sdp(False),
+    lambda: torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True),
+    lambda: (torch.backends.cuda.preferred_linalg_library("cusolver"),
+             torch.backends.cuda.preferred_blas_library("cublaslt"))
+    if torch.cuda.is_available() else None,  # a CPU build refuses CUDA library choices
+    lambda: torch.set_num_threads(1),
+    lambda: setattr(torch.backends.opt_einsum, "enabled", not torch.backends.opt_einsum.enabled),
+    lambda: torch.backends.mha.set_fastpath_enabled(False),
+    lambda: torch.set_float32_matmul_precision("medium"),
+    lambda: setattr(torch.backends.cudnn, "allow_tf32", True),
+    lambda: setattr(torch.backends.mkldnn.conv, "fp32_precision", "tf32"),
+]
+
+
 def _change_every_flag_inside() -> None:
-    torch.use_deterministic_algorithms(False)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    torch.backends.cudnn.enabled = not torch.backends.cudnn.enabled
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.deterministic = False
-    torch.backends.cudnn.benchmark_limit = 3
-    torch.backends.mkldnn.enabled = not torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.deterministic = False
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = (False, False)
-    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = (False, False)
-    torch.backends.cuda.matmul.allow_fp16_accumulation = True
-    torch.backends.cuda.enable_flash_sdp(False)
-    torch.backends.cuda.enable_math_sdp(False)
-    torch.backends.cuda.enable_mem_efficient_sdp(False)
-    torch.backends.cuda.enable_cudnn_sdp(False)
-    torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)
-    if torch.cuda.is_available():  # a CPU build refuses CUDA library choices
-        torch.backends.cuda.preferred_linalg_library("cusolver")
-        torch.backends.cuda.preferred_blas_library("cublaslt")
-    torch.set_num_threads(1)
-    torch.backends.opt_einsum.enabled = not torch.backends.opt_einsum.enabled
-    torch.backends.mha.set_fastpath_enabled(False)
-    torch.set_float32_matmul_precision("medium")
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.mkldnn.conv.fp32_precision = "tf32"
+    """Each flag this torch has, changed; before 2.13 a call whose API that torch lacks
+    (AttributeError, or a TypeError from the older API) is passed over."""
+    for change in _FLAG_CHANGES:
+        try:
+            change()
+        except (AttributeError, TypeError):
+            if _release(torch) >= (2, 13):
+                raise
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
     os.environ["PYTHONHASHSEED"] = "77"
     random.seed(99)

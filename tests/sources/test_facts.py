@@ -27,9 +27,34 @@ def test_numpy_generators_cannot_be_weakly_referenced(make: object) -> None:
         weakref.ref(make(0))  # type: ignore[operator]
 
 
-def test_torch_and_python_generators_can_be_weakly_referenced() -> None:
-    assert weakref.ref(torch.Generator())() is not None
+def test_torch_generators_can_be_weakly_referenced_from_torch_2_13() -> None:
+    """Before 2.13 the registry holds a torch.Generator strongly, as NumPy's generators."""
+    from repro_ctx.sources.inductor import release
+
     assert weakref.ref(random.Random())() is not None
+    if release(torch) >= (2, 13):
+        assert weakref.ref(torch.Generator())() is not None
+    else:
+        with pytest.raises(TypeError):
+            weakref.ref(torch.Generator())
+
+
+def test_inductor_config_entries_by_release() -> None:
+    """``deterministic`` first exists in torch 2.10, ``fallback_random`` in every release
+    supported; overrides live in ContextVars from torch 2.12 on."""
+    from repro_ctx.sources.inductor import ENTRIES, release
+
+    code = (
+        "import contextvars, torch._inductor.config as c\n"
+        "print(hasattr(c, 'deterministic'), hasattr(c, 'fallback_random'), c.fallback_random)\n"
+        "c.fallback_random = True\n"
+        "print(contextvars.Context().run(getattr, c, 'fallback_random'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=HANG_TIMEOUT)
+    here = release(torch)
+    assert ENTRIES == {"deterministic": (2, 10), "fallback_random": (2, 0)}
+    assert out.stdout.split() == [str(here >= (2, 10)), "True", "False", str(here < (2, 12))]
 
 
 def test_numpy_legacy_seed_range_and_cached_gaussian() -> None:
@@ -138,12 +163,21 @@ def test_use_deterministic_algorithms_imports_and_sets_inductors_config() -> Non
         "import torch._inductor.config as fresh\n"
         "print(fresh is c)\n"
     )
+    from repro_ctx.sources.inductor import release
+
+    here = release(torch)
+    if here < (2, 10):  # no such entry, and the config stays unimported
+        code = ("import sys, torch\ntorch.use_deterministic_algorithms(True)\n"
+                "print('torch._inductor.config' in sys.modules)\n")
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
         timeout=HANG_TIMEOUT,
     )
-    assert out.stdout.split() == ["True", "False", "False"]
+    if here < (2, 10):
+        assert out.stdout.split() == ["False"]
+    else:  # before 2.12 an empty context reads the override too
+        assert out.stdout.split() == ["True", "True" if here < (2, 12) else "False", "False"]
 
 
 @pytest.mark.skipif(

@@ -95,8 +95,33 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 # the snapshot --------------------------------------------------------------------------------
 
 
+SNAPSHOT_TORCH = (2, 13)
+"""The snapshot is of torch 2.13's CPU build: its flag table, and build-dependent values
+(cuDNN's ``benchmark_limit`` reads 10 in a CUDA build, even without a GPU)."""
+
+
+def without_flag_tables(text: str) -> str:
+    """The text without what depends on torch's release and build: the torch flags and
+    tf32 rows, the notes about them, and the footnote numbers."""
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        if line in ("  torch flags", "notes"):
+            skipping = True
+        elif skipping and (line.startswith("  random ") or not line):
+            skipping = False
+        if not skipping:
+            kept.append(re.sub(r" \[\d+\]", "", line))
+    return "\n".join(kept)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the snapshot is of a CPU machine")
 def test_doctor_text_on_a_cpu_machine_matches_the_snapshot() -> None:
+    """Exactly the snapshot on torch 2.13's CPU build; on another torch release or build
+    (a CUDA build without a GPU), the same text outside the flag tables, which differ by
+    release and build (their rows are the sources' own: the test after this one)."""
+    from repro_ctx.sources.inductor import release
+
     result = run_cli("doctor")
     assert result.returncode == 0, result.stderr
     text = normalised(result.stdout)
@@ -104,6 +129,9 @@ def test_doctor_text_on_a_cpu_machine_matches_the_snapshot() -> None:
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text)
     expected = SNAPSHOT.read_text()
+    if release(torch) != SNAPSHOT_TORCH or torch.version.cuda is not None:
+        assert without_flag_tables(text) == without_flag_tables(expected)
+        return
     assert text == expected, (
         "doctor's text changed; if that is intended, rewrite the snapshot with "
         "REPRO_CTX_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_doctor.py and review the diff"

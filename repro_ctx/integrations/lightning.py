@@ -106,6 +106,7 @@ class ReproCallback(Callback):
     # -- the scope ---------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning's hook before fit, validate, test or predict: opens the scope."""
         self._close(None)  # a scope a previous run could not close (its on_exception never ran)
         self._env = {name: os.environ.get(name) for name in _ENV}
         scope = deterministic(self.seed, **self._options)
@@ -116,11 +117,13 @@ class ReproCallback(Callback):
             os.environ["PL_GLOBAL_SEED"] = str(self.seed)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning's hook after the stage: closes the scope, so everything is back."""
         self._close(None)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
+        """Lightning's hook when the run raises (no teardown follows): closes the scope."""
         self._close(exception)
 
     def _close(self, error: BaseException | None) -> None:
@@ -157,6 +160,7 @@ class ReproCallback(Callback):
         self._restored = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning's hook as training starts: warns about a checkpoint without our state."""
         if trainer.ckpt_path is not None and not self._restored:
             self._warn("no-state", f"the checkpoint {trainer.ckpt_path} holds no ReproCallback "
                        "state (it was written without this callback): the resumed streams "

@@ -93,6 +93,7 @@ class ReproCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        """The Trainer's hook as ``train()`` starts: checks the checkpoint, opens the scope."""
         self._close(None)  # left open by a train() that raised outside `with callback:`
         pending = self._load(args, state) if state.global_step > 0 else None
         scope = deterministic(self.seed, **self._options)
@@ -106,6 +107,7 @@ class ReproCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        """The Trainer's hook as ``train()`` returns: closes the scope."""
         self._close(None)
 
     def __enter__(self) -> ReproCallback:
@@ -188,12 +190,14 @@ class ReproCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        """The Trainer's hook at each epoch: restores the streams on an epoch-boundary resume."""
         self._restore("epoch")  # an epoch boundary: before the epoch's iterator draws
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        """The Trainer's hook at each step: restores the streams on a mid-epoch resume."""
         self._restore("step")  # inside an epoch: after the Trainer's own _load_rng_state
 
     def __repr__(self) -> str:

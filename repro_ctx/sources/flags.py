@@ -4,6 +4,9 @@ Each flag is one row: a name, a getter, a setter, and what a plan wants of it.
 Rows are built only for what the running torch exposes, so older and newer
 torch versions need no special cases elsewhere. Restoring writes only the rows
 whose value differs, so a scope that changed nothing writes nothing.
+
+Longer than 400 lines because the rows, their getters and setters, and each
+private accessor's public fallback are one table that is read together.
 """
 
 from __future__ import annotations

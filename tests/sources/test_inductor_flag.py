@@ -412,6 +412,7 @@ def test_the_watch_finds_nothing_itself() -> None:
 COMPILED = """
 import sys
 import torch
+import torch._inductor.config  # a scope sets inductor's entries once its config is imported
 from repro_ctx import deterministic
 
 def f(x):

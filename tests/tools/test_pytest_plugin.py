@@ -137,7 +137,7 @@ def test_without_options_the_plugin_imports_neither_torch_nor_numpy(
 
 def test_no_deterministic_opts_a_test_out_of_repro_seed(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        """
+        f"""
         import threading
         import pytest
         from repro_ctx import deterministic
@@ -147,7 +147,7 @@ def test_no_deterministic_opts_a_test_out_of_repro_seed(pytester: pytest.Pyteste
             assert repro_scope is None
             worker = threading.Thread(target=lambda: deterministic(1).__enter__().stop())
             worker.start()
-            worker.join(timeout=HANG_TIMEOUT)
+            worker.join(timeout={HANG_TIMEOUT})  # guards against a hang only
             assert not worker.is_alive()
 
         def test_seeded(repro_scope):

@@ -50,6 +50,7 @@ NOT_CORE = [
     "tests/tools/test_magics.py",
     "tests/scopes/test_function_typing.py",
     "tests/test_docs_examples.py",
+    "tests/test_docs_reference.py",
     "tests/test_examples.py",
     "tests/integrations/test_lightning.py",
     "tests/integrations/test_transformers.py",

@@ -178,6 +178,10 @@ def test_the_git_commit_of_the_working_directory(
     if git is None:
         pytest.skip("no git")
     monkeypatch.chdir(tmp_path)
+    for name in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(name, raising=False)
+    # git looks no higher than tmp_path, wherever the session's temporary folders are
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert environment_record()["git"] is None  # not a working directory
     subprocess.run([git, "init", "-q"], check=True, timeout=60)
     assert environment_record()["git"] is None  # no commit yet
@@ -223,6 +227,7 @@ def test_the_summary_is_the_records_summary_fields() -> None:
 
 def test_each_difference_says_whether_and_how_it_changes_results() -> None:
     a = environment_record()
+    a["packages"].setdefault("lightning", "2.6.6")  # on both sides, installed or not
     b = json.loads(json.dumps(a))
     b["torch"]["version"] = "9.9.9"
     b["os"]["release"] = "another"

@@ -41,6 +41,23 @@ def _isolate_globals() -> Iterator[None]:
             os.environ[name] = value
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write this process's coverage data now, not only when the process exits.
+
+    pytest-xdist's controller gives a worker 10 seconds (``EXIT_TIMEOUT``) to
+    exit once it reports its session finished, then kills it; a worker that
+    exits slowly on a loaded machine (atexit handlers, threads still running)
+    would lose everything it measured, and the total would fall by a worker's
+    share. This hook runs inside xdist's ``pytest_sessionfinish`` wrapper,
+    before the worker reports. coverage's own exit handler saves again later,
+    with anything measured after this.
+    """
+    coverage = sys.modules.get("coverage")
+    running = coverage.Coverage.current() if coverage is not None else None
+    if running is not None:
+        running.save()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: under ``-n 2`` one worker runs them while the other runs the rest."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
@@ -62,3 +79,4 @@ def _untraced_when_slow(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         running.start()
+

@@ -36,6 +36,7 @@ from ..scopes.deterministic import deterministic
 from ..sources.registry import registered
 from ..state.snapshot import capture
 from .rank_states import gather_states, restore_own
+from .scope_settings import ScopeSettings
 
 _ENV = ("PL_SEED_WORKERS", "PL_GLOBAL_SEED")
 _VERSION = 1
@@ -90,12 +91,10 @@ class ReproCallback(Callback):
         per_rank: bool = False,
         strict: bool = True,
     ) -> None:
-        self._options: dict[str, Any] = {
-            "algorithms": algorithms, "benchmark": benchmark, "tf32": tf32,
-            "fill_uninitialized_memory": fill_uninitialized_memory, "per_rank": per_rank}
-        deterministic(seed, **self._options)  # every option checked now, not at fit time
-        if strict is not True and strict is not False:
-            raise TypeError(f"strict must be True or False, got {strict!r}")
+        self._settings = ScopeSettings.checked(
+            seed, algorithms=algorithms, benchmark=benchmark, tf32=tf32,
+            fill_uninitialized_memory=fill_uninitialized_memory, per_rank=per_rank,
+            strict=strict)
         self.seed, self.strict = seed, strict
         self._scope: deterministic | None = None
         self._env: dict[str, str | None] = {}
@@ -109,8 +108,7 @@ class ReproCallback(Callback):
         """Lightning's hook before fit, validate, test or predict: opens the scope."""
         self._close(None)  # a scope a previous run could not close (its on_exception never ran)
         self._env = {name: os.environ.get(name) for name in _ENV}
-        scope = deterministic(self.seed, **self._options)
-        scope.start()
+        scope = self._settings.open()
         self._scope, self._stage, self._restored = scope, stage, False
         os.environ["PL_SEED_WORKERS"] = "1"
         if self.seed is not None:  # DistributedSampler's default seed
@@ -188,5 +186,4 @@ class ReproCallback(Callback):
             warnings.warn(f"ReproCallback: {message}", RuntimeWarning, stacklevel=3)
 
     def __repr__(self) -> str:
-        options = ", ".join(f"{name}={value!r}" for name, value in self._options.items())
-        return f"ReproCallback(seed={self.seed!r}, {options}, strict={self.strict!r})"
+        return f"ReproCallback({self._settings})"

@@ -13,30 +13,15 @@ before anything changes.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..core.seed import current_rank
 from ..state import distributed
+from ..state.distributed import rank_and_world
 from ..state.snapshot import RNGState
 
 FORMAT: Final = "repro_ctx.rank_states"
 VERSION: Final = 1
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This rank and the world size: the process group's, else ``RANK``, ``WORLD_SIZE`` or 0, 1."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return int(dist.get_rank()), int(dist.get_world_size())
-    raw = os.environ.get("WORLD_SIZE", "1")
-    try:
-        world = int(raw)
-    except ValueError:
-        raise ValueError(f"WORLD_SIZE must be an integer, got {raw!r}") from None
-    return current_rank(), world
 
 
 def gather_states(state: RNGState | None = None) -> dict[str, Any]:
@@ -60,9 +45,7 @@ def gather_states(state: RNGState | None = None) -> dict[str, Any]:
                 "state is gathered through the process group, so call "
                 "torch.distributed.init_process_group() first"
             )
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, own)
-        entries = gathered
+        entries = distributed.gather_objects(own)
     ranks = [entry["rank"] for entry in entries]
     if ranks != list(range(world)):  # pragma: no cover - all_gather_object orders by rank
         raise RuntimeError(f"gathered RNG states of ranks {ranks}, expected 0..{world - 1}")

@@ -41,8 +41,9 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from ..core.source import Algorithms
 from ..scopes.deterministic import deterministic
 from ..state import distributed
+from ..state.distributed import rank_and_world
 from ..state.snapshot import capture
-from .rank_states import rank_and_world
+from .scope_settings import ScopeSettings
 
 FORMAT: Final = "repro_ctx.integrations.transformers"
 VERSION: Final = 1
@@ -76,12 +77,10 @@ class ReproCallback(TrainerCallback):
         per_rank: bool = False,
         strict: bool = True,
     ) -> None:
-        self._options: dict[str, Any] = {
-            "algorithms": algorithms, "benchmark": benchmark, "tf32": tf32,
-            "fill_uninitialized_memory": fill_uninitialized_memory, "per_rank": per_rank}
-        deterministic(seed, **self._options)  # every option checked now
-        if strict is not True and strict is not False:
-            raise TypeError(f"strict must be True or False, got {strict!r}")
+        self._settings = ScopeSettings.checked(
+            seed, algorithms=algorithms, benchmark=benchmark, tf32=tf32,
+            fill_uninitialized_memory=fill_uninitialized_memory, per_rank=per_rank,
+            strict=strict)
         self.seed, self.strict = seed, strict
         self._scope: deterministic | None = None
         self._pending: dict[str, Any] | None = None
@@ -96,8 +95,7 @@ class ReproCallback(TrainerCallback):
         """The Trainer's hook as ``train()`` starts: checks the checkpoint, opens the scope."""
         self._close(None)  # left open by a train() that raised outside `with callback:`
         pending = self._load(args, state) if state.global_step > 0 else None
-        scope = deterministic(self.seed, **self._options)
-        scope.start()
+        scope = self._settings.open()
         self._scope, self._pending = scope, pending
         if pending is not None:
             inside = not float(pending["epoch"]).is_integer() and not args.ignore_data_skip
@@ -201,5 +199,4 @@ class ReproCallback(TrainerCallback):
         self._restore("step")  # inside an epoch: after the Trainer's own _load_rng_state
 
     def __repr__(self) -> str:
-        options = ", ".join(f"{name}={value!r}" for name, value in self._options.items())
-        return f"ReproCallback(seed={self.seed!r}, {options}, strict={self.strict!r})"
+        return f"ReproCallback({self._settings})"

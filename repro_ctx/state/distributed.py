@@ -99,16 +99,25 @@ def assert_synchronized(group: Any = None, *, state: RNGState | None = None) -> 
     (inductor's config, which ``torch.compile`` imports) is compared among
     those ranks alone.
     """
-    dist = _dist()
-    payload = _payload(state, int(dist.get_rank()))
-    gathered: list[Any] = [None] * int(dist.get_world_size(group))
-    dist.all_gather_object(gathered, payload, group=group)
-    message = _compare(gathered)
+    payload = _payload(state, int(_dist().get_rank()))
+    message = _compare(gather_objects(payload, group))
     if message is not None:
         raise NotSynchronizedError(message)
 
 
-def _rank_and_world() -> tuple[int, int]:
+def gather_objects(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's ``obj``, in rank order, through one ``all_gather_object``.
+
+    A collective: every rank of ``group`` (default: the world) must call it.
+    """
+    dist = _dist()
+    gathered: list[Any] = [None] * int(dist.get_world_size(group))
+    dist.all_gather_object(gathered, obj, group=group)
+    return gathered
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This rank and the world size: the process group's, else ``RANK``, ``WORLD_SIZE`` or 0, 1."""
     import sys
 
     dist = sys.modules.get("torch.distributed")
@@ -127,7 +136,7 @@ def state_dict(state: RNGState | None = None) -> dict[str, Any]:
 
     Plain data, for this rank's own checkpoint file.
     """
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     state = capture() if state is None else state
     return {"format": FORMAT, "version": VERSION, "rank": rank, "world_size": world,
             "state": state.state_dict()}
@@ -145,7 +154,7 @@ def load_state_dict(state_dict: Any, *, strict: bool = True) -> list[str]:
     if state_dict.get("version") != VERSION:
         raise ValueError(f"unsupported repro_ctx.distributed state dict version "
                          f"{state_dict.get('version')!r}; this repro_ctx reads {VERSION}")
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     saved_world, saved_rank = state_dict.get("world_size"), state_dict.get("rank")
     if saved_world != world:
         raise ValueError(f"this RNG state was saved by a run with world size {saved_world!r}; "
@@ -185,7 +194,7 @@ def load(directory: str | os.PathLike[str], *, strict: bool = True) -> list[str]
     """
     import torch
 
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     path = _path(directory, rank)
     if not path.exists():
         others = sorted(Path(directory).glob("rng_state_rank*.pt"))

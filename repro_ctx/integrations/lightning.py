@@ -95,7 +95,6 @@ class ReproCallback(Callback):
             seed, algorithms=algorithms, benchmark=benchmark, tf32=tf32,
             fill_uninitialized_memory=fill_uninitialized_memory, per_rank=per_rank,
             strict=strict)
-        self.seed, self.strict = seed, strict
         self._scope: deterministic | None = None
         self._env: dict[str, str | None] = {}
         self._stage: str | None = None
@@ -184,6 +183,16 @@ class ReproCallback(Callback):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"ReproCallback: {message}", RuntimeWarning, stacklevel=3)
+
+    @property
+    def seed(self) -> int | None:
+        """The scope's seed."""
+        return self._settings.seed
+
+    @property
+    def strict(self) -> bool:
+        """``RNGState.restore``'s ``strict`` on resume."""
+        return self._settings.strict
 
     def __repr__(self) -> str:
         return f"ReproCallback({self._settings})"

@@ -81,7 +81,6 @@ class ReproCallback(TrainerCallback):
             seed, algorithms=algorithms, benchmark=benchmark, tf32=tf32,
             fill_uninitialized_memory=fill_uninitialized_memory, per_rank=per_rank,
             strict=strict)
-        self.seed, self.strict = seed, strict
         self._scope: deterministic | None = None
         self._pending: dict[str, Any] | None = None
         self._pending_at = ""
@@ -197,6 +196,16 @@ class ReproCallback(TrainerCallback):
     ) -> None:
         """The Trainer's hook at each step: restores the streams on a mid-epoch resume."""
         self._restore("step")  # inside an epoch: after the Trainer's own _load_rng_state
+
+    @property
+    def seed(self) -> int | None:
+        """The scope's seed."""
+        return self._settings.seed
+
+    @property
+    def strict(self) -> bool:
+        """``RNGState.restore``'s ``strict`` on resume."""
+        return self._settings.strict
 
     def __repr__(self) -> str:
         return f"ReproCallback({self._settings})"

@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from repro_ctx import deterministic, distributed
 from repro_ctx.core.seed import rank_seed
+from tests.global_state import INDUCTOR_FLAG
 from tests.waits import HANG_TIMEOUT
 
 
@@ -71,6 +72,9 @@ def streams(rank: int, directory: Path) -> dict[str, Any]:
     }
 
 
+ENTRY = INDUCTOR_FLAG.rpartition(".")[2]  # the lazily read inductor entry this torch has
+
+
 def import_order(rank: int, directory: Path) -> dict[str, Any]:
     """Only rank 1 imports inductor's config (as ``torch.compile`` would); then rank 0 too."""
     if rank == 1:
@@ -80,7 +84,7 @@ def import_order(rank: int, directory: Path) -> dict[str, Any]:
     import torch._inductor.config as config
 
     def flip() -> None:
-        config.deterministic = not config.deterministic
+        setattr(config, ENTRY, not getattr(config, ENTRY))
 
     return {
         "imported": imported,

@@ -14,7 +14,20 @@ import numpy as np
 import torch
 
 from repro_ctx.sources.flags import build_flags_source
+from repro_ctx.sources.inductor import release
 from repro_ctx.sources.tf32 import TF32Source
+
+HAS_MKLDNN_DETERMINISTIC = hasattr(torch._C, "_get_mkldnn_deterministic")
+"""torch >= 2.9. Where it is missing, assigning the attribute would only add a plain
+module attribute (which the flag table would then pick up), so tests leave it alone."""
+
+
+HAS_FP32_PRECISION = hasattr(torch.backends, "fp32_precision")
+"""The TF32 node API (torch >= 2.9); before it the TF32 state has no nodes."""
+INDUCTOR_FLAG = "torch._inductor.config." + (
+    "deterministic" if release(torch) >= (2, 10) else "fallback_random")
+"""The lazily read inductor entry this torch has: ``deterministic`` from 2.10
+(test_facts); before it ``fallback_random``, which every supported torch has."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,7 +91,9 @@ def scramble(rng: random.Random) -> None:
     torch.backends.cudnn.benchmark = rng.random() < 0.5
     torch.backends.cudnn.deterministic = rng.random() < 0.5
     torch.backends.cudnn.enabled = rng.random() < 0.5
-    torch.backends.mkldnn.deterministic = rng.random() < 0.5
+    mkldnn_deterministic = rng.random() < 0.5
+    if HAS_MKLDNN_DETERMINISTIC:
+        torch.backends.mkldnn.deterministic = mkldnn_deterministic
     torch.backends.mkldnn.enabled = rng.random() < 0.5
     torch.backends.cuda.enable_flash_sdp(rng.random() < 0.5)
     torch.backends.cuda.enable_math_sdp(rng.random() < 0.5)

@@ -15,7 +15,7 @@ from repro_ctx import deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.sources.flags import Flag, FlagsSource, build_flags_source
 from repro_ctx.sources.inductor import release as _release
-from tests.global_state import full_state, scramble
+from tests.global_state import HAS_MKLDNN_DETERMINISTIC, full_state, scramble
 
 # Every flag torch 2.13 exposes that changes which algorithm runs or at what
 # precision. If a torch upgrade adds or drops one, this list must change, and
@@ -112,11 +112,13 @@ _FLAG_CHANGES: list[Callable[[], object]] = [
     lambda: setattr(torch.backends.cudnn, "deterministic", False),
     lambda: setattr(torch.backends.cudnn, "benchmark_limit", 3),
     lambda: setattr(torch.backends.mkldnn, "enabled", not torch.backends.mkldnn.enabled),
-    lambda: setattr(torch.backends.mkldnn, "deterministic", False),
+    lambda: setattr(torch.backends.mkldnn, "deterministic", False)
+    if HAS_MKLDNN_DETERMINISTIC else None,
+    # a (allowed, split_k allowed) pair from 2.9; before it, one bool
     lambda: setattr(torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction",
-                    (False, False)),
+                    _reduction_value(False)),
     lambda: setattr(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction",
-                    (False, False)),
+                    _reduction_value(False)),
     lambda: setattr(torch.backends.cuda.matmul, "allow_fp16_accumulation", True),
     lambda: torch.backends.cuda.enable_flash_sdp(False),
     lambda: torch.backends.cuda.enable_math_sdp(False),
@@ -133,6 +135,12 @@ _FLAG_CHANGES: list[Callable[[], object]] = [
     lambda: setattr(torch.backends.cudnn, "allow_tf32", True),
     lambda: setattr(torch.backends.mkldnn.conv, "fp32_precision", "tf32"),
 ]
+
+
+def _reduction_value(allowed: bool) -> object:
+    """A reduced-precision reduction setting in the form this torch reads it."""
+    now = torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+    return (allowed, allowed) if isinstance(now, tuple) else allowed
 
 
 def _change_every_flag_inside() -> None:
@@ -225,7 +233,7 @@ def test_scope_configures_the_flags_it_promises() -> None:
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.backends.cudnn.deterministic
         assert not torch.backends.cudnn.benchmark
-        assert torch.backends.mkldnn.deterministic
+        assert not HAS_MKLDNN_DETERMINISTIC or torch.backends.mkldnn.deterministic
         assert torch.get_float32_matmul_precision() == "highest"
         assert not torch.backends.cudnn.allow_tf32
     with deterministic(0, algorithms="warn", benchmark=True, tf32=True):
@@ -268,7 +276,8 @@ def test_restoring_unchanged_flags_writes_nothing(monkeypatch: pytest.MonkeyPatc
     # every flag already equals what the scope wants: neither entry nor exit writes
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
-    torch.backends.mkldnn.deterministic = True
+    if HAS_MKLDNN_DETERMINISTIC:
+        torch.backends.mkldnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     with scope:
         pass

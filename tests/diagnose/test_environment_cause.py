@@ -23,11 +23,15 @@ import torch
 import repro_ctx
 from repro_ctx import RNGState, compare
 from repro_ctx.diagnose.records import last_bits, max_ulp_difference, ulp_distance
+from repro_ctx.sources.inductor import release
 from repro_ctx.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPABILITY = torch.backends.cpu.get_cpu_capability()
-VECTORISED = CAPABILITY != "DEFAULT"
+# what torch calls the capability ATEN_CPU_CAPABILITY=default forces: "NO AVX" up to
+# 2.4 at least, "DEFAULT" from 2.9 at the latest (read on 2.4.1, 2.9.1 and 2.13.0)
+FORCED = "DEFAULT" if release(torch) >= (2, 9) else "NO AVX"
+VECTORISED = CAPABILITY != FORCED
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -90,7 +94,7 @@ def test_env_diff_names_each_difference_and_how_it_changes_results(
     assert ("  variables.ATEN_CPU_CAPABILITY: ATEN_CPU_CAPABILITY unset vs default: torch's "
             "CPU kernels use another vector width") in lines
     if VECTORISED:
-        assert (f"  torch.cpu_capability: CPU capability {CAPABILITY} vs DEFAULT: vectorised "
+        assert (f"  torch.cpu_capability: CPU capability {CAPABILITY} vs {FORCED}: vectorised "
                 "reductions sum in another order") in lines
     assert lines[-1].startswith("verdict: these environments can give different results (")
     assert "torch.threads" in lines[-1]
@@ -163,7 +167,7 @@ def test_restoring_a_state_saved_elsewhere_warns_once_with_the_differences(
     assert (f"threads {threads + 1} vs {threads}: parallel reductions split differently "
             "(saved vs here)") in message
     if VECTORISED:
-        assert f"CPU capability DEFAULT vs {CAPABILITY}" in message
+        assert f"CPU capability {FORCED} vs {CAPABILITY}" in message
     assert f"environment summary: threads {threads + 1} vs {threads}: parallel reductions split " \
            "differently" in state.diff(repro_ctx.capture())
     assert state == RNGState.from_state_dict(saved)  # equality is of the streams only
@@ -186,7 +190,7 @@ def test_the_doctor_records_of_the_pair_are_json_with_the_variables(
 ) -> None:
     record = json.loads((machines["other"] / "doctor.json").read_text())["environment_record"]
     assert record["variables"]["MKL_CBWR"] == "COMPATIBLE"
-    assert record["torch"]["cpu_capability"] == "DEFAULT"
+    assert record["torch"]["cpu_capability"] == FORCED
     assert record["hash_seed"] == {"PYTHONHASHSEED": "0", "fixed": True}
 
 

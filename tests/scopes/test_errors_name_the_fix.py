@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import threading
 from typing import Any
 
@@ -25,7 +26,13 @@ from tests.waits import HANG_TIMEOUT
 
 
 def notes(error: BaseException) -> list[str]:
-    return list(getattr(error, "__notes__", []))
+    """The error's notes; on Python 3.10, which has none, the note repro_ctx appended
+    to the message (``core.error_notes.add_note``), from its first line on."""
+    if sys.version_info >= (3, 11):
+        return list(getattr(error, "__notes__", []))
+    lines = str(error.args[0]).splitlines() if error.args else []
+    starts = [index for index, line in enumerate(lines) if line.startswith("repro_ctx:")]
+    return ["\n".join(lines[starts[0]:])] if starts else []
 
 
 # closing a scope ---------------------------------------------------------------------------

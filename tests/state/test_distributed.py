@@ -25,6 +25,7 @@ from repro_ctx.core.plain import digest
 from repro_ctx.core.seed import rank_seed
 from repro_ctx.state import distributed as distributed_impl
 from repro_ctx.state.state_dict import unread
+from tests.distributed_script import ENTRY
 from tests.global_state import draws
 from tests.waits import HANG_TIMEOUT
 
@@ -115,7 +116,7 @@ def test_a_flag_only_one_rank_has_imported_is_no_divergence(
         assert result["both_imported"] is None
         assert result["both_differ"] == (
             "RNG state is not synchronized across ranks:\n"
-            "rank 1 differs from rank 0 in: torch flags: torch._inductor.config.deterministic"
+            f"rank 1 differs from rank 0 in: torch flags: torch._inductor.config.{ENTRY}"
         )
 
 

@@ -24,12 +24,15 @@ from hypothesis import strategies as st
 
 from repro_ctx import RNGState, capture, deterministic
 from repro_ctx.sources.default_set import default_sources
+from repro_ctx.sources.inductor import ENTRIES, release
 from repro_ctx.state.state_dict import LAZY_FLAGS
+from tests.global_state import INDUCTOR_FLAG
 from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 INDUCTOR = "torch._inductor.config"
-LAZY = "torch._inductor.config.deterministic"
+LAZY = INDUCTOR_FLAG  # the lazily read entry this torch has
+ENTRY = LAZY.rpartition(".")[2]
 NOT_COMPARED = "not compared: it reads None in the"
 
 
@@ -41,28 +44,32 @@ def _isolate_rng() -> Iterator[None]:
 
 def test_the_lazy_flags_are_the_flags_that_read_none_until_imported() -> None:
     flags: Any = next(s for s in default_sources() if s.name == "torch flags")
-    assert {flag.name for flag in flags.flags if flag.initial is not None} == LAZY_FLAGS
+    here = {f"{INDUCTOR}.{name}" for name, first in ENTRIES.items() if release(torch) >= first}
+    assert {flag.name for flag in flags.flags if flag.initial is not None} == here
+    assert here <= LAZY_FLAGS
+    assert LAZY in here
 
 
 FRESH_PROCESS = """
 import sys
+ENTRY = sys.argv[1]
 import repro_ctx
 from repro_ctx import distributed
 assert "torch._inductor.config" not in sys.modules
 a = repro_ctx.capture()
 import torch._inductor.config as config
 b = repro_ctx.capture()
-assert config.deterministic is False
+assert getattr(config, ENTRY) is False
 assert a.fingerprint() == b.fingerprint(), (a.fingerprint(), b.fingerprint())
 assert a == b and b == a and hash(a) == hash(b)
 entries = a.diff(b)  # one per inductor entry this torch has, each "not compared"
 assert len(entries) == sum(hasattr(config, n) for n in ("deterministic", "fallback_random"))
 print(entries[0])
-config.deterministic = True
+setattr(config, ENTRY, True)
 c = repro_ctx.capture()
 assert a == c and c == a          # a cannot read it
 assert b != c and c != b          # both read it, and it differs
-assert b.diff(c) == ["torch flags: torch._inductor.config.deterministic"]
+assert b.diff(c) == [f"torch flags: torch._inductor.config.{ENTRY}"]
 assert b.fingerprint() == c.fingerprint()  # what the fingerprint leaves out
 print("ok")
 """
@@ -70,7 +77,7 @@ print("ok")
 
 def test_a_state_captured_before_inductor_is_imported_equals_one_after() -> None:
     """The issue's reproducer, in a process that has not imported inductor's config."""
-    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, ENTRY], capture_output=True,
                             text=True, cwd=ROOT, timeout=HANG_TIMEOUT, check=False)
     assert result.returncode == 0, result.stderr
     entry, ok = result.stdout.strip().splitlines()
@@ -149,7 +156,7 @@ class _Config:
     tests/sources/test_inductor_flag.py)."""
 
     def __init__(self) -> None:
-        self.deterministic = False
+        setattr(self, ENTRY, False)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -167,11 +174,11 @@ def test_live_captures_compare_by_what_both_can_read(steps: list[str]) -> None:
             elif step == "unimport":
                 patch.delitem(sys.modules, INDUCTOR, raising=False)
             elif step == "flip":
-                config.deterministic = not config.deterministic
+                setattr(config, ENTRY, not getattr(config, ENTRY))
             elif step == "benchmark":
                 torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
             module = sys.modules.get(INDUCTOR)
-            public.append({LAZY: None if module is None else module.deterministic,
+            public.append({LAZY: None if module is None else getattr(module, ENTRY),
                            BENCHMARK: torch.backends.cudnn.benchmark})
             states.append(capture())
     for a, a_public in zip(states, public, strict=True):

@@ -249,7 +249,7 @@ def _inductor_flags(torch: Any) -> list[Flag | None]:
         if release(torch) < first:
             flags.append(None)
             continue
-        entry = ConfigEntry(name)
+        entry = ConfigEntry(name, _follows_algorithms, LEAVE)
         flags.append(Flag(f"{CONFIG}.{name}", entry.get, entry.set, _follows_algorithms,
                           entry.initial))
     return flags

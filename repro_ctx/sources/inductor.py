@@ -8,13 +8,18 @@
 A torch whose config lacks an entry has no such flag: it is no part of the
 state there. Importing inductor's config costs over a second, so a scope
 touches it only once the program has imported it; until then each entry
-reads ``None``. A scope entered before the import (``torch.compile`` inside
-it imports the config) restores ``None`` as the value the entry had right
-after the import, not as "leave it". That value is recorded when the import
-happens, by a finder on ``sys.meta_path`` that watches this one module and
-nothing else, so it is exact on every torch, whatever the config module does
-with overrides (plain values up to 2.5, entries up to 2.11, ``ContextVar``s
-from 2.12).
+reads ``None``. The import is watched by a finder on ``sys.meta_path`` that
+watches this one module and nothing else, and that records each entry's
+value right after the import, exact on every torch whatever the config
+module does with overrides (plain values up to 2.5, entries up to 2.11,
+``ContextVar``s from 2.12). Then:
+
+* an import inside open scopes (``torch.compile`` in a ``with
+  deterministic()`` block) sets each entry as those scopes want it: the
+  innermost one that sets the algorithms decides;
+* a scope entered before the import restores ``None`` as the value the entry
+  would read had that scope never run: the import-time value, as the scopes
+  still open around it want it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Final
+
+from ..core.scope import open_activations
+from ..core.source import Plan
 
 CONFIG: Final = "torch._inductor.config"
 ENTRIES: Final = {"deterministic": (2, 10), "fallback_random": (2, 0)}
@@ -71,6 +79,7 @@ class ImportWatch(importlib.abc.MetaPathFinder):
         # A config dropped from sys.modules is imported again as a new module:
         # the ones recorded stay alive so that a new one never reuses an old id.
         self._recorded: list[ModuleType] = []
+        self._entries: dict[str, ConfigEntry] = {}  # one per name: each table's has the same rule
         self._lock = threading.Lock()
 
     def find_spec(
@@ -90,11 +99,23 @@ class ImportWatch(importlib.abc.MetaPathFinder):
         return None
 
     def record(self, module: ModuleType) -> None:
-        """What each scoped entry of a just-imported config reads."""
+        """What each scoped entry of a just-imported config reads; then each entry set as
+        the scopes open now want it."""
         values = {name: getattr(module, name) for name in ENTRIES if hasattr(module, name)}
         with self._lock:
             self._values[id(module)] = values
             self._recorded.append(module)
+            entries = list(self._entries.values())
+        for entry in entries:
+            if entry.name in values:
+                value = entry.under_open_scopes(values[entry.name])
+                if value != values[entry.name]:
+                    setattr(module, entry.name, value)
+
+    def follow(self, entry: ConfigEntry) -> None:
+        """Have ``entry`` set on every later import of the config (``record``)."""
+        with self._lock:
+            self._entries[entry.name] = entry
 
     def recorded(self, module: object, name: str) -> tuple[bool, object]:
         values = self._values.get(id(module), {})
@@ -172,12 +193,38 @@ def _unreadable() -> object:
 
 
 class ConfigEntry:
-    """Reads and writes one entry of whichever inductor config is imported now."""
+    """Reads and writes one entry of whichever inductor config is imported now.
 
-    def __init__(self, name: str) -> None:
+    ``wanted(plan)`` is the value a scope's plan sets, or ``leave`` where the
+    plan leaves the entry alone; with it, the entry is set on import as the
+    scopes open then want it (``ImportWatch.record``).
+    """
+
+    def __init__(
+        self, name: str, wanted: Callable[[Plan], object] | None = None, leave: object = None
+    ) -> None:
         self.name = name
+        self._wanted = wanted
+        self._leave = leave
         self._readers: dict[int, Callable[[], object]] = {}
         self._configs: list[object] = []  # kept alive: see ImportWatch._recorded
+        if wanted is not None:
+            WATCH.follow(self)
+
+    def under_open_scopes(self, value: object) -> object:
+        """``value`` as the scopes open now would have set it (innermost first).
+
+        A closing scope is off the stack when it restores, so its restore of
+        ``None`` reads what the scopes around it want.
+        """
+        wanted = self._wanted
+        if wanted is None:
+            return value
+        for activation in reversed(open_activations()):
+            target = wanted(activation.plan)
+            if target is not self._leave:
+                return target
+        return value
 
     def get(self) -> object:
         config: Any = sys.modules.get(CONFIG)
@@ -196,7 +243,7 @@ class ConfigEntry:
         if config is None or not hasattr(config, self.name):
             return
         if value is None:  # not imported when captured
-            value = import_time_value(config, self.name)
+            value = self.under_open_scopes(import_time_value(config, self.name))
         setattr(config, self.name, value)
 
     def initial(self) -> object:

@@ -1,4 +1,4 @@
-"""Developer sessions: ``python -m nox`` runs tests and lint; CI adds docs and numpy.
+"""Developer sessions: ``python -m nox`` runs tests and lint; CI adds docs, numpy 2.0 and compat.
 
 Environments are built by uv (``venv_backend="uv"``), which links every
 installed file from one cache: the sessions' environments share torch's files
@@ -35,7 +35,7 @@ NUMPY_VERSIONS = ["1.26.4", "2.0.2", "2.2.6", "2.4.6"]
 # The (Python, torch) pairs the core suite runs on (`nox -s compat`): the lowest
 # declared Python with the lowest declared torch; torch 2.9, the last release
 # before inductor's `deterministic` entry; the newest Python with the newest torch.
-COMPAT = [("3.10", "2.1.2"), ("3.12", "2.9.1"), ("3.13", "2.13.0")]
+COMPAT = [("3.10", "2.4.1"), ("3.12", "2.9.1"), ("3.13", "2.13.0")]
 # Their pins where constraints.txt's need Python 3.11 or a newer torch.
 COMPAT_CONSTRAINTS = ROOT / "constraints-compat.txt"
 # Test files that exercise the command line, the pytest plugin, the IPython magic,

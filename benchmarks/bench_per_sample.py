@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment_note, paired_median, per_call_samples
+from _timing import Contender, environment_note, paired_median, per_call_samples
 
 from repro_ctx import per_sample
 
@@ -57,21 +58,18 @@ def main() -> None:
         for _ in range(BATCH):
             dataset[next(counter) & 0xFFFFF]
 
-    def by_hand() -> None:
-        for _ in range(BATCH):
-            i = next(counter) & 0xFFFFF
-            random.seed(i)
-            np.random.seed(i)
-            torch.manual_seed(i)
-            dataset[i]
+    def by_hand(seed_torch: Callable[[int], object]) -> Callable[[], None]:
+        """The recipe, with torch seeded by ``seed_torch``."""
 
-    def by_hand_cheapest() -> None:
-        for _ in range(BATCH):
-            i = next(counter) & 0xFFFFF
-            random.seed(i)
-            np.random.seed(i)
-            generator.manual_seed(i)
-            dataset[i]
+        def recipe() -> None:
+            for _ in range(BATCH):
+                i = next(counter) & 0xFFFFF
+                random.seed(i)
+                np.random.seed(i)
+                seed_torch(i)
+                dataset[i]
+
+        return recipe
 
     def batched() -> None:
         start = next(batches) & 0xFFFFF
@@ -81,10 +79,10 @@ def main() -> None:
         for _ in range(BATCH):
             wrapped[next(counter) & 0xFFFFF]
 
-    contenders = {
+    contenders: dict[str, Contender] = {
         "bare": bare,
-        "by hand (torch.manual_seed)": by_hand,
-        "by hand (cheapest calls)": by_hand_cheapest,
+        "by hand (torch.manual_seed)": by_hand(torch.manual_seed),
+        "by hand (cheapest calls)": by_hand(generator.manual_seed),
         "per_sample, batched": batched,
         "per_sample, one at a time": one_at_a_time,
     }

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from repro_ctx import deterministic
 from repro_ctx.integrations.rank_states import gather_states, restore_own
+from tests.rank_processes import destroy_group
 
 folder = Path(sys.argv[1])
 dist.init_process_group("gloo")
@@ -35,5 +36,6 @@ with deterministic(seed=0, per_rank=True):
 gathered: list[float] = [0.0] * world
 dist.all_gather_object(gathered, draw)
 assert len(set(gathered)) == world, f"ranks share a stream: {gathered}"
-dist.destroy_process_group()
-print(f"rank {rank}: ok")
+dist.barrier()
+print(f"rank {rank}: ok", flush=True)
+destroy_group()  # bounded: torch 2.4 may hang in it (tests/rank_processes.py)

@@ -106,13 +106,11 @@ def main() -> None:
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=int(rank), world_size=int(world),
         timeout=datetime.timedelta(seconds=HANG_TIMEOUT),
     )
-    try:
-        result = {"streams": streams, "resume": resume,
-                  "import_order": import_order}[scenario](int(rank), Path(directory))
-        dist.barrier()
-    finally:
-        destroy_group()  # bounded: torch 2.4 may hang in it (tests/rank_processes.py)
+    result = {"streams": streams, "resume": resume,
+              "import_order": import_order}[scenario](int(rank), Path(directory))
     (Path(directory) / f"{scenario}-{rank}.json").write_text(json.dumps(result))
+    dist.barrier()
+    destroy_group()  # torch 2.4 may hang in it (tests/rank_processes.py)
 
 
 if __name__ == "__main__":

@@ -66,34 +66,29 @@ def rank_main(scenarios: dict[str, Callable[[int, int, Path], Any]]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=rank, WORLD_SIZE=world)
     dist.init_process_group("gloo", rank=int(rank), world_size=int(world),
                             timeout=datetime.timedelta(seconds=TIMEOUT))
-    try:
-        result = scenarios[scenario](int(rank), int(world), Path(directory))
-        path = Path(directory) / f"{scenario}-{rank}.json"
-        path.write_text(json.dumps(result))
-        dist.barrier()
-    finally:
-        destroy_group()
-
-
-DESTROY_WAIT = 60.0
+    result = scenarios[scenario](int(rank), int(world), Path(directory))
+    path = Path(directory) / f"{scenario}-{rank}.json"
+    path.write_text(json.dumps(result))
+    dist.barrier()
+    destroy_group()  # only after success: a failing rank's traceback is its output
 
 
 def destroy_group() -> None:
-    """``dist.destroy_process_group()``, given a minute: then the process exits as it is.
+    """``dist.destroy_process_group()``; before torch 2.5, the process ends instead.
 
     On torch 2.4 it hangs now and then once every rank has passed the last
-    barrier (pytorch/pytorch#75097, seen here on 1 run in 3): the results are
-    written by then, so a rank that is still destroying its group after a
-    minute ends itself with status 0.
+    barrier (pytorch/pytorch#75097; seen here in compat's Python 3.10 run),
+    holding the GIL, so no timeout in Python can end it. Every rank writes
+    its result before that barrier, so there a rank flushes its output and
+    exits with status 0 without destroying its group.
     """
-    import threading
-
+    import torch
     import torch.distributed as dist
 
-    done = threading.Thread(target=dist.destroy_process_group, daemon=True)
-    done.start()
-    done.join(DESTROY_WAIT)
-    if done.is_alive():
-        print("destroy_process_group() hung after the last barrier (pytorch#75097): exiting",
-              flush=True)
+    from repro_ctx.sources.inductor import release
+
+    if release(torch) < (2, 5):
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(0)
+    dist.destroy_process_group()

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from repro_ctx import deterministic, distributed
 from repro_ctx.core.seed import rank_seed
-from tests.global_state import INDUCTOR_FLAG
+from tests.global_state import INDUCTOR_ENTRY
 from tests.rank_processes import destroy_group
 from tests.waits import HANG_TIMEOUT
 
@@ -73,7 +73,7 @@ def streams(rank: int, directory: Path) -> dict[str, Any]:
     }
 
 
-ENTRY = INDUCTOR_FLAG.rpartition(".")[2]  # the lazily read inductor entry this torch has
+ENTRY = INDUCTOR_ENTRY  # the lazily read inductor entry this torch has
 
 
 def import_order(rank: int, directory: Path) -> dict[str, Any]:

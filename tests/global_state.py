@@ -28,6 +28,8 @@ INDUCTOR_FLAG = "torch._inductor.config." + (
     "deterministic" if release(torch) >= (2, 10) else "fallback_random")
 """The lazily read inductor entry this torch has: ``deterministic`` from 2.10
 (test_facts); before it ``fallback_random``, which every supported torch has."""
+INDUCTOR_ENTRY = INDUCTOR_FLAG.rpartition(".")[2]
+"""That entry's name in the config (``deterministic`` or ``fallback_random``)."""
 
 
 def rng_state() -> dict[str, Any]:

@@ -38,4 +38,4 @@ dist.all_gather_object(gathered, draw)
 assert len(set(gathered)) == world, f"ranks share a stream: {gathered}"
 dist.barrier()
 print(f"rank {rank}: ok", flush=True)
-destroy_group()  # bounded: torch 2.4 may hang in it (tests/rank_processes.py)
+destroy_group()  # torch 2.4 may hang in destroy_process_group (tests/rank_processes.py)

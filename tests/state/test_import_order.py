@@ -26,13 +26,13 @@ from repro_ctx import RNGState, capture, deterministic
 from repro_ctx.sources.default_set import default_sources
 from repro_ctx.sources.inductor import ENTRIES, release
 from repro_ctx.state.state_dict import LAZY_FLAGS
-from tests.global_state import INDUCTOR_FLAG
+from tests.global_state import INDUCTOR_ENTRY, INDUCTOR_FLAG
 from tests.waits import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 INDUCTOR = "torch._inductor.config"
 LAZY = INDUCTOR_FLAG  # the lazily read entry this torch has
-ENTRY = LAZY.rpartition(".")[2]
+ENTRY = INDUCTOR_ENTRY
 NOT_COMPARED = "not compared: it reads None in the"
 
 
